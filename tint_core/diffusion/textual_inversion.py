@@ -1,0 +1,132 @@
+"""Textual inversion: one learned token vector per class (SPEC §3).
+
+Classes train together in one UNet batch. Each class draws its supports, noise and timesteps
+from its own seeded stream, and the batched loss is the sum of per-class means, so a class gets
+exactly the updates it would get training alone (AdamW acts per element).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tint_core.diffusion.backbone import Backbone
+from tint_core.diffusion.config import TextualInversionConfig
+from tint_core.diffusion.prompts import ProgressFn, class_prompt_ids
+
+logger = logging.getLogger(__name__)
+
+# Random draws come in chunks of this many steps; a constant so that draws never depend on batching.
+CHUNK_STEPS = 100
+
+
+@dataclass
+class TokenTraining:
+    """Result of textual inversion for N classes."""
+
+    vectors: torch.Tensor  # (N, width) float32, CPU
+    losses: torch.Tensor  # (steps, N) per-class loss at every step, CPU
+
+
+class _ClassDraws:
+    """The random choices of one class: support order, noise and timesteps, in seeded chunks."""
+
+    def __init__(self, seed: int, num_supports: int, latent_shape: tuple[int, ...], config: TextualInversionConfig):
+        self._generator = torch.Generator().manual_seed(seed)
+        self._num_supports = num_supports
+        self._latent_shape = latent_shape
+        self._config = config
+        self._order: list[int] = []
+
+    def chunk(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Support indices (steps,), noise (steps, *latent) and timesteps (steps,) for the next steps."""
+        indices = []
+        for _ in range(steps):
+            if not self._order:  # a new pass over the supports, in a fresh shuffled order
+                self._order = torch.randperm(self._num_supports, generator=self._generator).tolist()
+            indices.append(self._order.pop(0))
+        noise = torch.randn((steps, *self._latent_shape), generator=self._generator)
+        timesteps = torch.randint(
+            self._config.min_timestep, self._config.max_timestep + 1, (steps,), generator=self._generator
+        )
+        return torch.tensor(indices), noise, timesteps
+
+
+def train_tokens(
+    backbone: Backbone,
+    latents: Sequence[torch.Tensor],
+    init_words: Sequence[str],
+    seeds: Sequence[int],
+    config: TextualInversionConfig = TextualInversionConfig(),
+    images: Sequence[torch.Tensor] | None = None,
+    progress: ProgressFn | None = None,
+) -> TokenTraining:
+    """Learn one token vector per class.
+
+    Args:
+        latents: per class, the supports' latents (K_c, 4, h, w).
+        init_words: per class, the single-token word that initialises its vector.
+        seeds: per class, the seed of its random stream (a class trained alone with the same seed
+            gets the same result).
+        images: per class, the prepared supports (K_c, 3, H, W); when given, each step re-encodes its
+            support through the VAE, as the reference implementation does (faithful mode).
+        progress: called with ("textual_inversion", step, steps) every ``CHUNK_STEPS`` steps.
+
+    Returns:
+        The learned vectors and the per-class loss curve.
+    """
+    # 1. check inputs
+    num_classes = len(latents)
+    if num_classes == 0:
+        raise ValueError("no classes to train")
+    if not (len(init_words) == len(seeds) == num_classes) or (images is not None and len(images) != num_classes):
+        raise ValueError("latents, init_words, seeds (and images) need one entry per class")
+    for index, class_latents in enumerate(latents):
+        if class_latents.ndim != 4 or class_latents.shape[0] == 0:
+            raise ValueError(f"class {index} has no supports (latents of shape {tuple(class_latents.shape)})")
+    device = backbone.device
+
+    # 2. prompts, and the token vectors initialised from the init words
+    ids, positions = class_prompt_ids(backbone, config.prompt_template, init_words)
+    init = torch.stack([backbone.token_vector(backbone.word_token_id(word)) for word in init_words])
+    vectors = torch.nn.Parameter(init.to(device))  # (N, width) float32
+    optimizer = torch.optim.AdamW([vectors], lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = config.warmup_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, step / warmup) if warmup else 1.0)
+
+    # 3. optimise, a chunk of pre-drawn random choices at a time
+    draws = [_ClassDraws(seed, int(lat.shape[0]), tuple(lat.shape[1:]), config) for seed, lat in zip(seeds, latents)]
+    device_latents = [lat.to(device, torch.float32) for lat in latents]
+    losses = torch.empty(config.steps, num_classes, device=device)
+    rows = torch.arange(num_classes)
+    for start in range(0, config.steps, CHUNK_STEPS):
+        steps = min(CHUNK_STEPS, config.steps - start)
+        chunks = [draw.chunk(steps) for draw in draws]
+        support_index = torch.stack([chunk[0] for chunk in chunks], dim=1)  # (steps, N)
+        noise = torch.stack([chunk[1] for chunk in chunks], dim=1).to(device, non_blocking=True)  # (steps, N, 4, h, w)
+        timesteps = torch.stack([chunk[2] for chunk in chunks], dim=1).to(device, non_blocking=True)  # (steps, N)
+        if images is None:
+            clean_all = torch.stack([device_latents[c][support_index[:, c]] for c in rows.tolist()], dim=1)
+        for step in range(steps):
+            if images is None:
+                clean = clean_all[step]
+            else:
+                clean = torch.cat([backbone.encode(images[c][support_index[step, c]][None]) for c in rows.tolist()])
+            noisy = backbone.scheduler.add_noise(clean, noise[step], timesteps[step])
+            text = backbone.text_embeddings(ids, positions, vectors)
+            prediction = backbone.predict_noise(noisy, timesteps[step], text)
+            per_class = (prediction - noise[step]).pow(2).mean(dim=(1, 2, 3))  # (N,)
+            optimizer.zero_grad(set_to_none=True)
+            per_class.sum().backward()
+            optimizer.step()
+            schedule.step()
+            losses[start + step] = per_class.detach()
+        if progress is not None:
+            progress("textual_inversion", start + steps, config.steps)
+    losses = losses.cpu()
+    logger.info("textual inversion: %d classes, %d steps, final losses %s", num_classes, config.steps,
+                [round(v, 4) for v in losses[-min(100, config.steps):].mean(0).tolist()])  # fmt: skip
+    return TokenTraining(vectors=vectors.detach().cpu(), losses=losses)
