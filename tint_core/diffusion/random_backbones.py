@@ -92,13 +92,14 @@ def _scheduler() -> DDIMScheduler:
 
 
 @torch.no_grad()
-def _calibrate_latent_scale(vae: AutoencoderKL, size: int) -> None:
+def _calibrate_latent_scale(vae: AutoencoderKL, size: int, count: int = 8) -> None:
     """Set ``scaling_factor`` so latents of smooth random images have unit standard deviation,
     as Stable Diffusion's 0.18215 does for its VAE; the noise schedule assumes that scale."""
     generator = torch.Generator().manual_seed(1234)
-    coarse = torch.rand(8, 3, 4, 4, generator=generator)
+    coarse = torch.rand(count, 3, 4, 4, generator=generator)
     images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    latents = vae.encode(images * 2 - 1).latent_dist.mean
+    device = next(vae.parameters()).device
+    latents = vae.encode(images.to(device) * 2 - 1).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
 
 
@@ -162,6 +163,7 @@ def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") ->
             latent_channels=4,
             sample_size=512,
         )
+        _calibrate_latent_scale(vae, size=512, count=2)
         text_encoder = _text_encoder(
             tokenizer,
             vocab_size=49408,

@@ -191,7 +191,8 @@ def specialize(
     support_text = class_text[owner.to(class_text.device)]
     all_latents = torch.cat(latents)
     null = null_text_embedding(backbone)
-    groups = [[row] for row in range(len(owner))] if faithful else [list(range(len(owner)))]
+    group_size = 1 if faithful else config.engine.inversion_batch_size
+    groups = [list(range(start, min(start + group_size, len(owner)))) for start in range(0, len(owner), group_size)]
     starts, results = [], []
     for rows in groups:
         trajectory = ddim_invert(backbone, all_latents[rows], support_text[rows], timesteps)
