@@ -98,8 +98,7 @@ def _calibrate_latent_scale(vae: AutoencoderKL, size: int, count: int = 8) -> No
     generator = torch.Generator().manual_seed(1234)
     coarse = torch.rand(count, 3, 4, 4, generator=generator)
     images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    device = next(vae.parameters()).device
-    latents = vae.encode(images.to(device) * 2 - 1).latent_dist.mean
+    latents = vae.encode(images.to(next(vae.parameters()).device) * 2 - 1).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
 
 
@@ -163,7 +162,6 @@ def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") ->
             latent_channels=4,
             sample_size=512,
         )
-        _calibrate_latent_scale(vae, size=512, count=2)
         text_encoder = _text_encoder(
             tokenizer,
             vocab_size=49408,
@@ -173,5 +171,6 @@ def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") ->
             num_attention_heads=12,
             hidden_act="quick_gelu",
         )
+    _calibrate_latent_scale(vae, size=512, count=2)
     return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": _scheduler()}  # fmt: skip
