@@ -223,9 +223,10 @@ class Backbone:
 
         v-prediction checkpoints are converted: ε = sqrt(ᾱ_t)·v + sqrt(1 − ᾱ_t)·z_t.
         """
-        t = torch.as_tensor(timesteps, device=self.device).long()
-        if t.ndim == 0:
-            t = t.expand(latents.shape[0])
+        if isinstance(timesteps, int):  # filled on the device: a host-to-device copy would synchronise
+            t = torch.full((latents.shape[0],), timesteps, device=self.device, dtype=torch.long)
+        else:
+            t = timesteps.to(self.device).long().expand(latents.shape[0])
         out = self.unet(latents.to(self.dtype), t, encoder_hidden_states=text.to(self.dtype)).sample.float()
         if self.scheduler.config.prediction_type == "v_prediction":
             alpha = self.alphas_cumprod[t].view(-1, 1, 1, 1)
