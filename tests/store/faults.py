@@ -37,14 +37,17 @@ PERMANENT: dict[str, Callable[[], Exception]] = {
 class FaultyFilesystem:
     """Delegates to ``inner``; calls of the methods in ``plan`` first raise the planned exceptions, one per call.
 
-    ``late`` methods run the real call and then raise (the request succeeded, its answer was lost).
+    ``late`` methods run the real call and then raise (the request succeeded, its answer was lost). ``when`` limits
+    the faults to the calls it accepts (given their arguments).
     """
 
     def __init__(self, inner: Any, plan: dict[str, list[Callable[[], Exception]]] | None = None,
-                 late: dict[str, list[Callable[[], Exception]]] | None = None):
+                 late: dict[str, list[Callable[[], Exception]]] | None = None,
+                 when: Callable[[tuple, dict], bool] = lambda args, kwargs: True):
         self._inner = inner
         self._plan = {name: list(faults) for name, faults in (plan or {}).items()}
         self._late = {name: list(faults) for name, faults in (late or {}).items()}
+        self._when = when
         self.raised: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -53,6 +56,8 @@ class FaultyFilesystem:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if not self._when(args, kwargs):
+                return attribute(*args, **kwargs)
             if self._plan.get(name):
                 error = self._plan[name].pop(0)()
                 self.raised.append(f"{name}: {type(error).__name__}")
