@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -78,7 +80,12 @@ def store(store_url, tmp_path):
 def writer_context():
     """A forkserver that has imported torch and the store once, so each crash-test writer starts in milliseconds."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["crash_writer"])
+    context.set_forkserver_preload(["crash_writer", "s3fs"])
+    here = Path(__file__).parent
+    # The forkserver finds modules through its environment only (it does not inherit this process's sys.path).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parents[1]), os.environ.get("PYTHONPATH", "")]))
+        multiprocessing.forkserver.ensure_running()
     return context
 
 

@@ -7,9 +7,13 @@ import os
 from typing import Any
 
 import pyarrow as pa
+import safetensors.torch  # noqa: F401 - imported here so that the forkserver loads it once for every writer
 import torch
+from PIL import Image
 
 from tint_core.store import ArtifactStore, ImageSet, RetryPolicy, artifact_key
+
+Image.init()  # PIL loads its format plugins on first save: do it once in the forkserver, not in every writer
 
 
 def key_of(index: int) -> str:
@@ -47,7 +51,7 @@ def put_same_key(url: str, env: dict[str, str], cache_dir: str, barrier: Any, re
     """Wait for every racer, then put artifact ``index``; report (raced, digest) or the error."""
     try:
         store = open_store(url, env, cache_dir)
-        parts = parts_of(index, tensor_numel=1024 * 1024)  # a few MB, so that the writers overlap
+        parts = parts_of(index, tensor_numel=256 * 1024)  # a megabyte, so that the writers overlap
         barrier.wait(timeout=60)
         raced = not store.exists(key_of(index))
         ref = store.put(key_of(index), parts, step="crash", params={"index": index})
