@@ -250,3 +250,20 @@ def test_part_cache_stays_within_its_bound_and_evicts_least_recently_used(tmp_pa
     assert [cache.get(digest) is not None for digest in digests] == [True, False, True, True]
     cache.put(sha256_hex(b"x" * 1001), b"x" * 1001)  # larger than the bound: never cached
     assert cache.get(sha256_hex(b"x" * 1001)) is None
+
+
+def test_verify_reads_large_artifacts_in_bounded_batches(store, monkeypatch):
+    import tint_core.store.store as store_module
+
+    monkeypatch.setattr(store_module, "_VERIFY_BATCH_BYTES", 1)  # one part per batch
+    good, bad = key_for("batched-good"), key_for("batched-bad")
+    store.put(good, sample_parts(), step="test")
+    store.put(bad, sample_parts(), step="test")
+    store._backend.write(part_path(store, bad, "report"), b'{"seed": 9}')
+    report = store.verify(quarantine=False)
+    assert report.valid == [good] and list(report.corrupt) == [bad]
+
+
+def test_reference_uri_names_the_store_and_key(store):
+    ref = store.put(key_for("uri"), {"a": 1}, step="test")
+    assert ref.uri == f"{store.url}/artifacts/{ref.key}"

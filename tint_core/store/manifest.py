@@ -109,3 +109,8 @@ class ArtifactRef(BaseModel):
     digest: str
 
     _check_digests = field_validator("key", "digest")(_digest)
+
+    @property
+    def uri(self) -> str:
+        """Where the artifact lives, for humans: ``<store>/artifacts/<key>``."""
+        return f"{self.store}/artifacts/{self.key}"

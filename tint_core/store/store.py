@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -40,6 +40,7 @@ ARTIFACTS = "artifacts"
 QUARANTINE = "quarantine"
 MANIFEST = "manifest.json"
 DEFAULT_GC_AGE = 24 * 3600.0  # far longer than any put takes, so gc never removes a live writer's folder
+_VERIFY_BATCH_BYTES = 256 * 2**20
 _CREATE_ATTEMPTS = 3  # a manifest that vanishes (quarantined) between our failed create and our read: try again
 
 
@@ -47,6 +48,20 @@ def _check_key(key: object) -> str:
     if not is_digest(key):
         raise ValueError(f"artifact key must be a 64-character lower-case hex string (see artifact_key), got {key!r}")
     return key  # type: ignore[return-value]
+
+
+def _batches(manifest: Manifest) -> Iterator[list[str]]:
+    """Part names in groups of at most ``_VERIFY_BATCH_BYTES`` (or one part), to bound memory while verifying."""
+    batch: list[str] = []
+    total = 0
+    for name, entry in manifest.parts.items():
+        if batch and total + entry.size > _VERIFY_BATCH_BYTES:
+            yield batch
+            batch, total = [], 0
+        batch.append(name)
+        total += entry.size
+    if batch:
+        yield batch
 
 
 def _stamp() -> str:
@@ -236,11 +251,11 @@ class ArtifactStore:
             return None
         try:
             manifest = Manifest.from_bytes(raw)
+            problem = None if manifest.key == key else f"manifest names key {manifest.key}"
         except ValidationError as error:
-            self._reject(key, raw, f"unreadable manifest: {error.error_count()} error(s), first: "
-                                   f"{error.errors()[0]['msg']}", quarantine)
-        if manifest.key != key:
-            self._reject(key, raw, f"manifest names key {manifest.key}", quarantine)
+            problem = f"unreadable manifest: {error.error_count()} error(s), first: {error.errors()[0]['msg']}"
+        if problem:  # rejected outside the except block, so that the error carries no chained library exception
+            self._reject(key, raw, problem, quarantine)
         return raw, manifest
 
     def _read_parts(self, manifest: Manifest, raw: bytes, names: Iterable[str], *, use_cache: bool,
@@ -401,8 +416,8 @@ class ArtifactStore:
                 if found is None:
                     continue  # not (yet) an artifact: a writer at work or leftovers for gc
                 raw, manifest = found
-                for name in manifest.parts:  # one part at a time bounds memory by the largest part
-                    self._read_parts(manifest, raw, [name], use_cache=False, quarantine=quarantine)
+                for names in _batches(manifest):
+                    self._read_parts(manifest, raw, names, use_cache=False, quarantine=quarantine)
             except CorruptArtifactError as error:
                 report.corrupt[key] = str(error)
                 if error.quarantined_to:
