@@ -55,12 +55,12 @@ def run_case(store: ArtifactStore, name: str, parts: dict, repeats: int) -> dict
     put, cold, cached = [], [], []
     for _ in range(repeats):
         key = artifact_key(step="benchmark", version=1, params={"case": name, "run": uuid.uuid4().hex})
-        put.append(timed(lambda: store.put(key, parts, step="benchmark")))
+        put.append(timed(lambda key=key: store.put(key, parts, step="benchmark")))
         if store.cache:
             store.cache.clear()
-        cold.append(timed(lambda: store.get(key).load()))
+        cold.append(timed(lambda key=key: store.get(key).load()))
         if store.cache:
-            cached.append(timed(lambda: store.get(key).load()))
+            cached.append(timed(lambda key=key: store.get(key).load()))
     result = {"put": statistics.median(put), "get": statistics.median(cold)}
     if cached:
         result["get (cached)"] = statistics.median(cached)

@@ -11,10 +11,9 @@ from s3fs.errors import translate_boto_error
 
 def s3_error(code: str, status: int, message: str | None = None) -> Exception:
     """The exception s3fs raises for an S3 error answer (a translated ClientError that keeps it as cause)."""
-    error = ClientError(
-        {"Error": {"Code": code, "Message": message or f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PutObject",
-    )
+    response = {"Error": {"Code": code, "Message": message or f"injected {code}"},
+                "ResponseMetadata": {"HTTPStatusCode": status}}
+    error = ClientError(response, "PutObject")
     return translate_boto_error(error)
 
 

@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 import torch
 from pydantic import BaseModel
+from safetensors import SafetensorError
 
 from tint_core.images import encode_png
 from tint_core.store import ImageSet
@@ -42,7 +43,7 @@ def test_image_set_round_trips_pixels_and_metadata():
     back = decode_part(kind, data)
     assert len(back) == 2
     assert back.metadata.to_pydict() == {"label": [3, 4], "source": ["a", "b"]}
-    for original, decoded in zip(images, back.tensors()):
+    for original, decoded in zip(images, back.tensors(), strict=True):
         assert decoded.shape == original.shape
         assert torch.allclose(decoded, original, atol=1 / 255 / 2 + 1e-6)  # 8-bit quantisation only
 
@@ -109,5 +110,5 @@ def test_decoding_never_unpickles(monkeypatch):
     }
     for name, value in values.items():
         decode_part(*encode_part(name, value))
-    with pytest.raises(Exception):  # a pickle disguised as a tensor part is rejected, not loaded
+    with pytest.raises(SafetensorError):  # a pickle disguised as a tensor part is rejected, not loaded
         decode_part("tensors", pickle.dumps({"x": torch.ones(2)}))

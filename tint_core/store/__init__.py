@@ -12,6 +12,7 @@ Typical use in a pipeline step::
 See docs/store.md. Nothing here imports diffusers or Prefect; torch is imported only to encode or decode tensors.
 """
 
+from tint_core.store.cache import PartCache
 from tint_core.store.errors import (
     ArtifactNotFoundError,
     CorruptArtifactError,
@@ -23,7 +24,6 @@ from tint_core.store.errors import (
 from tint_core.store.keys import artifact_key, canonical_json, canonicalize, normalize_path, sha256_hex
 from tint_core.store.manifest import ArtifactRef, Manifest, PartEntry
 from tint_core.store.parts import ImageSet
-from tint_core.store.cache import PartCache
 from tint_core.store.retry import RetryPolicy
 from tint_core.store.store import Artifact, ArtifactStore, GcReport, VerifyReport
 

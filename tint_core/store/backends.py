@@ -12,6 +12,7 @@ retried (remote only), anything else becomes ``StoreAccessError`` naming the sto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -84,7 +85,7 @@ class Backend(ABC):
             except FileNotFoundError:
                 return None
 
-        return dict(zip(paths, self._map(read_or_none, list(paths))))
+        return dict(zip(paths, self._map(read_or_none, list(paths)), strict=True))
 
     @abstractmethod
     def write(self, path: str, data: bytes) -> None:
@@ -207,10 +208,8 @@ class LocalBackend(Backend):
 
     def delete_tree(self, path: str) -> None:
         def remove() -> None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(self._path(path))
-            except FileNotFoundError:
-                pass
 
         self._call("delete", path, remove)
 
@@ -229,10 +228,8 @@ class LocalBackend(Backend):
         self._call("move", source, move)
 
     def prune(self, path: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(self._path(path))  # refuses a non-empty folder, so a writer that just started is never harmed
-        except OSError:
-            pass
 
     def probe(self) -> None:
         self._call("open", "", lambda: self.root.mkdir(parents=True, exist_ok=True))
@@ -324,10 +321,8 @@ class FsspecBackend(Backend):
 
     def delete(self, path: str) -> None:
         def remove() -> None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self._full(path))
-            except FileNotFoundError:
-                pass
 
         self._call("delete", path, remove)
 

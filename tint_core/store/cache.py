@@ -8,6 +8,7 @@ total size exceeds the bound, least recently used entries (by modification time,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -55,10 +56,8 @@ class PartCache:
             logger.warning("dropping damaged cache entry %s", path)
             path.unlink(missing_ok=True)
             return None
-        try:
+        with contextlib.suppress(FileNotFoundError):  # evicted by another process meanwhile: the bytes are still good
             os.utime(path)  # mark as recently used
-        except FileNotFoundError:  # evicted by another process meanwhile; the bytes are still good
-            pass
         return data
 
     def put(self, sha256: str, data: bytes) -> None:

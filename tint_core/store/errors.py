@@ -14,7 +14,8 @@ _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY"
 _MIN_SECRET_LENGTH = 6  # shorter values (e.g. "1", "true") would blank out ordinary words
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _URL_QUERY_SECRET = re.compile(
-    r"(?P<name>[?&][^=&\s]*(?:secret|token|signature|credential|password|access[_-]?key|api[_-]?key)[^=&\s]*=)[^&\s\"']+",
+    r"(?P<name>[?&][^=&\s]*(?:secret|token|signature|credential|password|access[_-]?key|api[_-]?key)[^=&\s]*=)"
+    r"[^&\s\"']+",
     re.IGNORECASE,
 )
 

@@ -69,7 +69,7 @@ class ImageSet:
         images: torch.Tensor | Sequence[torch.Tensor],
         metadata: pa.Table | Mapping[str, Sequence[Any]] | None = None,
     ) -> ImageSet:
-        """Encode float images in [0, 1] — a (B, 3, H, W) batch or (3, H, W) tensors of any sizes — as 8-bit PNGs."""
+        """Encode float images in [0, 1] — a (B, 3, H, W) batch or (3, H, W) tensors of any size — as 8-bit PNG."""
         from tint_core.images import encode_png
 
         return cls([encode_png(image) for image in images], metadata)
@@ -127,7 +127,8 @@ def encode_part(name: str, value: object) -> tuple[str, bytes]:
     if kind == "tensors":
         from safetensors.torch import save
 
-        tensors = {str(key): tensor.detach().cpu().contiguous() for key, tensor in value.items()}  # type: ignore[union-attr]
+        mapping: Mapping[str, torch.Tensor] = value  # type: ignore[assignment]
+        tensors = {str(key): tensor.detach().cpu().contiguous() for key, tensor in mapping.items()}
         return kind, save(tensors)
     if kind == "table":
         return kind, _parquet_bytes(value)  # type: ignore[arg-type]
