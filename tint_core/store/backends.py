@@ -35,7 +35,7 @@ T = TypeVar("T")
 # and botocore's own retry loops do not multiply the attempts.
 S3_OPTIONS: dict[str, Any] = {
     "use_listings_cache": False,  # other processes write to the store: a cached listing would hide their artifacts
-    "skip_instance_cache": True,
+    "skip_instance_cache": True,  # _filesystem caches per AWS environment instead
     "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"total_max_attempts": 1}},
 }
 
@@ -55,6 +55,7 @@ class Backend(ABC):
     url: str
     remote: bool
     retry: RetryPolicy
+    concurrency = 1  # parallel calls in read_many/write_many: pays off where each call waits on the network
 
     def _call(self, what: str, path: str, function: Callable[[], T], retry: RetryPolicy | None = None) -> T:
         """Run one storage call with retries and error mapping (see the module docstring)."""
@@ -69,8 +70,6 @@ class Backend(ABC):
             raise
         except Exception as error:
             raise StoreAccessError(f"{where} failed: {describe(error)}") from None
-
-    concurrency = 1  # parallel calls in read_many/write_many: pays off where each call waits on the network
 
     @abstractmethod
     def read(self, path: str, size: int | None = None) -> bytes:
@@ -164,13 +163,13 @@ class LocalBackend(Backend):
         temporary = target.with_name(f".tmp-{uuid.uuid4().hex}")
 
         def create() -> bool:
-            _write_synced(temporary, data)
             try:
+                _write_synced(temporary, data)
                 os.link(temporary, target)  # atomic, and fails if the target exists: first writer wins
             except FileExistsError:
                 return False
             finally:
-                temporary.unlink()
+                temporary.unlink(missing_ok=True)
             _fsync_dir(target.parent)
             return True
 
@@ -222,6 +221,8 @@ class LocalBackend(Backend):
 
     def move_tree(self, source: str, target: str) -> None:
         def move() -> None:
+            if not self._path(source).exists():  # nothing left to move, as for an object store
+                return
             self._path(target).parent.mkdir(parents=True, exist_ok=True)
             os.rename(self._path(source), self._path(target))
 

@@ -143,7 +143,7 @@ class Artifact:
             raise KeyError(f"artifact {self.key} has no part {name!r}; parts: {', '.join(self.names) or 'none'}")
         return self.manifest.parts[name]
 
-    def _read(self, names: Iterable[str]) -> dict[str, bytes]:
+    def _read(self, names: tuple[str, ...] | list[str]) -> dict[str, bytes]:
         for name in names:
             self._entry(name)
         return self.store._read_parts(self.manifest, self._raw, names, use_cache=True, quarantine=True)
