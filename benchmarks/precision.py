@@ -31,7 +31,7 @@ def main() -> None:
     figures = {"backbone": backbone.identity}
     for precision in ("fp32", "bf16"):
         backbone.to(dtype=precision)
-        (result, latents), seconds, _ = invert_supports(backbone, supports, nti, nti.num_steps)
+        (result, latents), seconds = invert_supports(backbone, supports, nti, nti.num_steps)
         error = (result.reconstruction.to(latents.device) - latents).pow(2).mean(dim=(1, 2, 3)).cpu()
         relative = error / latents.var(dim=(1, 2, 3)).cpu()
         figures[precision] = {"seconds": seconds, "latent_mse": error.tolist(), "relative": relative.tolist(),

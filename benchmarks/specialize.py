@@ -47,27 +47,32 @@ def make_supports(backbone: Backbone, classes: int, shots: int) -> list[torch.Te
     return list(images.clamp(0, 1).split(shots))
 
 
-def time_textual_inversion(backbone: Backbone, images: list[torch.Tensor], steps: int, faithful: bool) -> float:
-    """Seconds per optimisation step for all classes (faithful: per class, re-encoding; so ×classes)."""
+def time_textual_inversion(
+    backbone: Backbone, images: list[torch.Tensor], steps: int, faithful: bool, cuda_graph: bool = True
+) -> tuple[float, torch.Tensor]:
+    """Seconds per optimisation step for all classes (faithful: per class, re-encoding; so ×classes),
+    and the learned vectors."""
     latents = [backbone.encode(batch) for batch in images]
     words, seeds = ["object"] * len(latents), list(range(len(latents)))
     config = TextualInversionConfig(steps=steps, warmup_steps=1)
-    warm = TextualInversionConfig(steps=2, warmup_steps=1)
     if faithful:  # one class at a time, re-encoding its support every step; classes cost the same
-        train_tokens(backbone, latents[:1], words[:1], seeds[:1], warm, images=images[:1])
-        _, seconds = timed(backbone, lambda: train_tokens(backbone, latents[:1], words[:1], seeds[:1], config,
-                                                          images=images[:1]))  # fmt: skip
-        return seconds / steps * len(latents)
-    train_tokens(backbone, latents, words, seeds, warm)
-    _, seconds = timed(backbone, lambda: train_tokens(backbone, latents, words, seeds, config))
-    return seconds / steps
+        def work():
+            return train_tokens(backbone, latents[:1], words[:1], seeds[:1], config, images=images[:1])
+        classes = len(latents)
+    else:
+        def work():
+            return train_tokens(backbone, latents, words, seeds, config, cuda_graph=cuda_graph)
+        classes = 1
+    work()  # warm-up (and CUDA graph capture, which each call repeats: it is a fixed cost, not per step)
+    result, seconds = timed(backbone, work)
+    return seconds / steps * classes, result.vectors
 
 
 def invert_supports(
     backbone: Backbone, images: torch.Tensor, config: NullTextConfig, timed_steps: int
-) -> tuple[Any, float, float]:
-    """DDIM + null-text inversion of ``images`` together; returns the NTI result, the seconds it took
-    and the factor that projects them to the full schedule (only ``timed_steps`` timesteps run)."""
+) -> tuple[Any, float]:
+    """DDIM + null-text inversion of ``images`` together; returns (NTI result, latents) and the seconds
+    the full schedule takes (NTI runs only ``timed_steps`` timesteps; its time is scaled up)."""
     latents = backbone.encode(images)
     vector = backbone.token_vector(backbone.word_token_id("object"))
     text = class_text_embeddings(backbone, "A photo of an {}", ["object"] * len(images), vector.expand(len(images), -1))
@@ -75,14 +80,10 @@ def invert_supports(
     timesteps = backbone.timesteps(config.num_steps)
     null = null_text_embedding(backbone)
     run = min(timed_steps, len(timesteps))
-
-    def work():
-        trajectory = ddim_invert(backbone, latents, text, timesteps)
-        result = null_text_invert(backbone, trajectory[-(run + 1):], text, null, timesteps[:run], config)
-        return result, latents
-
-    (result, latents), seconds = timed(backbone, work)
-    return (result, latents), seconds, len(timesteps) / run
+    trajectory, inversion_seconds = timed(backbone, lambda: ddim_invert(backbone, latents, text, timesteps))
+    result, nti_seconds = timed(backbone, lambda: null_text_invert(
+        backbone, trajectory[-(run + 1):], text, null, timesteps[:run], config))  # fmt: skip
+    return (result, latents), inversion_seconds + nti_seconds * len(timesteps) / run
 
 
 def time_generation(backbone: Backbone, count: int, batch_size: int, nti: NullTextConfig) -> float:
@@ -96,7 +97,7 @@ def time_generation(backbone: Backbone, count: int, batch_size: int, nti: NullTe
         timesteps=steps, guidance_scale=nti.guidance_scale, support_size=(64, 64),
         latent_mse=torch.zeros(2), psnr=torch.zeros(2), backbone=backbone.identity,
     )  # fmt: skip
-    generate_images(backbone, [spec], GenerationConfig(images_per_class=min(batch_size, 2)), batch_size=batch_size)
+    generate_images(backbone, [spec], GenerationConfig(images_per_class=batch_size), batch_size=batch_size)  # warm-up
     _, seconds = timed(backbone, lambda: generate_images(
         backbone, [spec], GenerationConfig(images_per_class=count), batch_size=batch_size))  # fmt: skip
     return seconds / count
@@ -142,19 +143,24 @@ def main() -> None:
         print(f"{key:<42} {value:12.4f} {unit}", flush=True)
 
     # 1. faithful mode: fp32, batch 1, re-encoding every TI step
-    report("faithful_ti_s_per_step_all_classes", time_textual_inversion(backbone, images, args.ti_steps, True), "s")
+    report("faithful_ti_s_per_step_all_classes", time_textual_inversion(backbone, images, args.ti_steps, True)[0], "s")
     faithful_nti = 0.0
     for index in range(args.faithful_supports):
-        _, seconds, scale = invert_supports(backbone, supports[index : index + 1], nti, args.nti_timesteps)
-        faithful_nti += seconds * scale
+        _, seconds = invert_supports(backbone, supports[index : index + 1], nti, args.nti_timesteps)
+        faithful_nti += seconds
     report("faithful_nti_s_per_support", faithful_nti / args.faithful_supports, "s")
     report("faithful_generation_s_per_image", time_generation(backbone, args.faithful_images, 1, nti), "s")
 
     # 2. batched mode
     backbone.to(dtype=args.precision)
-    report("batched_ti_s_per_step_all_classes", time_textual_inversion(backbone, images, args.ti_steps, False), "s")
-    (result, latents), seconds, scale = invert_supports(backbone, supports, nti, args.nti_timesteps)
-    report("batched_nti_s_per_support", seconds * scale / len(supports), "s")
+    seconds, graph_vectors = time_textual_inversion(backbone, images, args.ti_steps, False)
+    report("batched_ti_s_per_step_all_classes", seconds, "s")
+    if backbone.device.type == "cuda":
+        seconds, eager_vectors = time_textual_inversion(backbone, images, args.ti_steps, False, cuda_graph=False)
+        report("batched_ti_eager_s_per_step_all_classes", seconds, "s")
+        report("ti_graph_vs_eager_max_abs_difference", float((graph_vectors - eager_vectors).abs().max()), "")
+    (result, latents), seconds = invert_supports(backbone, supports, nti, args.nti_timesteps)
+    report("batched_nti_s_per_support", seconds / len(supports), "s")
     figures["batched_nti_mean_inner_steps"] = float(result.inner_steps.float().mean())
     report("batched_generation_s_per_image", time_generation(backbone, args.images, args.batch_size, nti), "s")
 

@@ -80,6 +80,9 @@ class EngineConfig(TintConfig):
         description="'batched': classes/supports/images share UNet batches, latents encoded once. "
         "'faithful': batch 1, re-encoding every TI step, as the reference implementation (for comparison).",
     )
+    cuda_graphs: bool = Field(
+        True, description="On CUDA, replay each batched TI step as a captured CUDA graph (TI is launch-bound)."
+    )
     inversion_batch_size: int = Field(
         25, ge=1, description="Supports per UNet batch in batched DDIM/null-text inversion (bounds GPU memory)."
     )

@@ -182,7 +182,9 @@ def specialize(
             for lat, word, class_seed, imgs in zip(latents, words, seeds, prepared)
         ])  # fmt: skip
     else:
-        vectors = train_tokens(backbone, latents, words, seeds, ti_config, progress=progress).vectors
+        vectors = train_tokens(
+            backbone, latents, words, seeds, ti_config, progress=progress, cuda_graph=config.engine.cuda_graphs
+        ).vectors
 
     # 4. DDIM inversion of every support with its class prompt, then null-text inversion
     timesteps = backbone.timesteps(nti_config.num_steps)

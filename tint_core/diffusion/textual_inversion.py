@@ -8,7 +8,7 @@ exactly the updates it would get training alone (AdamW acts per element).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +63,7 @@ def train_tokens(
     config: TextualInversionConfig = TextualInversionConfig(),
     images: Sequence[torch.Tensor] | None = None,
     progress: ProgressFn | None = None,
+    cuda_graph: bool = True,
 ) -> TokenTraining:
     """Learn one token vector per class.
 
@@ -74,6 +75,8 @@ def train_tokens(
         images: per class, the prepared supports (K_c, 3, H, W); when given, each step re-encodes its
             support through the VAE, as the reference implementation does (faithful mode).
         progress: called with ("textual_inversion", step, steps) every ``CHUNK_STEPS`` steps.
+        cuda_graph: on CUDA, replay each step's forward and backward as one captured CUDA graph (a TI
+            step at batch N is launch-bound otherwise); falls back to eager execution if capture fails.
 
     Returns:
         The learned vectors and the per-class loss curve.
@@ -101,7 +104,18 @@ def train_tokens(
     draws = [_ClassDraws(seed, int(lat.shape[0]), tuple(lat.shape[1:]), config) for seed, lat in zip(seeds, latents)]
     device_latents = [lat.to(device, torch.float32) for lat in latents]
     losses = torch.empty(config.steps, num_classes, device=device)
-    rows = torch.arange(num_classes)
+
+    def loss_and_gradient(clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-class losses (N,); leaves their gradient in ``vectors.grad``."""
+        vectors.grad = None
+        noisy = backbone.scheduler.add_noise(clean, noise, timesteps)
+        text = backbone.text_embeddings(ids, positions, vectors)
+        per_class = (backbone.predict_noise(noisy, timesteps, text) - noise).pow(2).mean(dim=(1, 2, 3))
+        per_class.sum().backward()
+        return per_class
+
+    if cuda_graph and device.type == "cuda" and images is None:
+        loss_and_gradient = _capture(loss_and_gradient, vectors, (num_classes, *latents[0].shape[1:]), device)
     for start in range(0, config.steps, CHUNK_STEPS):
         steps = min(CHUNK_STEPS, config.steps - start)
         chunks = [draw.chunk(steps) for draw in draws]
@@ -109,18 +123,13 @@ def train_tokens(
         noise = torch.stack([chunk[1] for chunk in chunks], dim=1).to(device, non_blocking=True)  # (steps, N, 4, h, w)
         timesteps = torch.stack([chunk[2] for chunk in chunks], dim=1).to(device, non_blocking=True)  # (steps, N)
         if images is None:
-            clean_all = torch.stack([device_latents[c][support_index[:, c]] for c in rows.tolist()], dim=1)
+            clean_all = torch.stack([device_latents[c][support_index[:, c]] for c in range(num_classes)], dim=1)
         for step in range(steps):
             if images is None:
                 clean = clean_all[step]
             else:
-                clean = torch.cat([backbone.encode(images[c][support_index[step, c]][None]) for c in rows.tolist()])
-            noisy = backbone.scheduler.add_noise(clean, noise[step], timesteps[step])
-            text = backbone.text_embeddings(ids, positions, vectors)
-            prediction = backbone.predict_noise(noisy, timesteps[step], text)
-            per_class = (prediction - noise[step]).pow(2).mean(dim=(1, 2, 3))  # (N,)
-            optimizer.zero_grad(set_to_none=True)
-            per_class.sum().backward()
+                clean = torch.cat([backbone.encode(images[c][support_index[step, c]][None]) for c in range(num_classes)])
+            per_class = loss_and_gradient(clean, noise[step], timesteps[step])
             optimizer.step()
             schedule.step()
             losses[start + step] = per_class.detach()
@@ -130,3 +139,42 @@ def train_tokens(
     logger.info("textual inversion: %d classes, %d steps, final losses %s", num_classes, config.steps,
                 [round(v, 4) for v in losses[-min(100, config.steps):].mean(0).tolist()])  # fmt: skip
     return TokenTraining(vectors=vectors.detach().cpu(), losses=losses)
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _capture(step: LossFn, vectors: torch.nn.Parameter, latent_shape: tuple[int, ...], device: torch.device) -> LossFn:
+    """Capture ``step`` (forward + backward) in a CUDA graph over static input buffers.
+
+    The graph writes the gradient into the ``vectors.grad`` tensor allocated during capture, so the
+    returned function must be used with an optimiser that never sets gradients to None.
+    """
+    clean = torch.zeros(latent_shape, device=device)
+    noise = torch.zeros(latent_shape, device=device)
+    timesteps = torch.full(latent_shape[:1], 500, dtype=torch.long, device=device)
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up outside the graph, as CUDA graph capture requires
+            for _ in range(2):
+                step(clean, noise, timesteps)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        vectors.grad = None
+        with torch.cuda.graph(graph):  # step() sets vectors.grad to None: backward allocates it in the graph
+            per_class = step(clean, noise, timesteps)
+    except RuntimeError as error:  # an op that cannot be captured: run eagerly
+        logger.warning("CUDA graph capture of the textual-inversion step failed (%s); running eagerly", error)
+        vectors.grad = None
+        return step
+
+    def replay(new_clean: torch.Tensor, new_noise: torch.Tensor, new_timesteps: torch.Tensor) -> torch.Tensor:
+        clean.copy_(new_clean)
+        noise.copy_(new_noise)
+        timesteps.copy_(new_timesteps)
+        graph.replay()
+        return per_class
+
+    return replay
+
