@@ -25,7 +25,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup
-	$(BIN)/python benchmarks/specialize.py --backbone tiny
+	$(BIN)/python benchmarks/specialize.py --backbone tiny --classes 2 --shots 4
 
 clean:
 	rm -rf $(VENV) .pytest_cache
