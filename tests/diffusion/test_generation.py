@@ -106,3 +106,11 @@ def test_specialisations_from_another_backbone_are_refused(backbone, specializat
     foreign = type(specializations[0])(**{**vars(specializations[0]), "backbone": "sd15-random:seed=0"})
     with pytest.raises(ValueError, match="specialised on sd15-random"):
         generate_images(backbone, [foreign], GenerationConfig(images_per_class=1))
+
+
+def test_classes_of_different_sizes_need_an_output_size(backbone, specializations):
+    other = type(specializations[0])(**{**vars(specializations[0]), "support_size": (30, 30)})
+    with pytest.raises(ValueError, match="set output_size"):
+        generate_images(backbone, [other, specializations[1]], GenerationConfig(images_per_class=1))
+    sized = generate_images(backbone, [other, specializations[1]], GenerationConfig(images_per_class=1, output_size=16))
+    assert sized.images.shape == (2, 3, 16, 16)

@@ -93,11 +93,13 @@ def generate_images(
     if any(spec.timesteps != reference.timesteps or spec.guidance_scale != reference.guidance_scale
            for spec in specializations):  # fmt: skip
         raise ValueError("all classes must share the inversion's timesteps and guidance scale")
-    sizes = {config.output_size and (config.output_size, config.output_size) or spec.support_size
-             for spec in specializations}  # fmt: skip
-    if len(sizes) != 1:
-        raise ValueError(f"classes have different support sizes {sorted(sizes)}: set output_size")
-    output_size = sizes.pop()
+    if config.output_size is not None:
+        output_size = (config.output_size, config.output_size)
+    else:
+        sizes = {spec.support_size for spec in specializations}
+        if len(sizes) != 1:
+            raise ValueError(f"classes have different support sizes {sorted(sizes)}: set output_size")
+        output_size = sizes.pop()
 
     # 2. per-image random choices, and each class's prompt embedding
     labels, supports, alphas, noise = _draws(specializations, config, seed, backbone.latent_shape)
