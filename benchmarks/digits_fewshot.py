@@ -100,7 +100,8 @@ def main() -> None:
             print(f"| {name} | {s} |")
         print(f"\nteacher σ² = {variance.between_episode_variance:.5f}, binomial part = "
               f"{variance.binomial_variance:.5f}; plan for ±1 point: {plan}")
-        print(f"CPU seconds per distillation episode: {results[f'{k_shot}-shot']['cpu_seconds_per_distill_episode']:.1f}")
+        cpu = results[f"{k_shot}-shot"]["cpu_seconds_per_distill_episode"]
+        print(f"CPU seconds per distillation episode (process time, all threads): {cpu:.1f}")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
 

@@ -111,3 +111,13 @@ def test_teacher_logits_must_match_the_unlabelled_images():
     student, _ = train_student(TINY, supports, labels, DistillConfig(epochs=1))
     with pytest.raises(ValueError, match=r"teacher_logits must have shape \(5, 3\)"):
         distill(student, supports, labels, DistillConfig(), torch.rand(5, 3, 16, 16), torch.rand(5, 4))
+
+
+def test_episode_configuration_round_trips_through_yaml(tmp_path):
+    from tint_core.fewshot import digits_recipe as recipe
+    from tint_core.fewshot.run import EpisodeRunConfig
+
+    config = recipe.run_config("teacher.safetensors", "student.safetensors")
+    config.to_yaml(tmp_path / "run.yaml")
+    assert EpisodeRunConfig.from_yaml(tmp_path / "run.yaml") == config
+    assert EpisodeRunConfig().teacher.scale == 10.0  # SPEC §7 default τ

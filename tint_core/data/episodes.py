@@ -7,6 +7,7 @@ and a stored episode can be checked by drawing it again.
 
 from __future__ import annotations
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -138,32 +139,24 @@ class EpisodeSampler:
 
 
 def save_episodes(episodes: list[Episode], url: str, storage_options: dict | None = None) -> None:
-    """Write episodes as Parquet, one row per image (episode_id, seed, split, k_shot, n_query, role, label,
-    class, path)."""
-    import fsspec
-
-    rows: dict[str, list] = {key: [] for key in ("episode_id", "seed", "split", "k_shot", "n_query", "role", "label",
-                                                 "class", "path")}
-    for episode in episodes:
-        for role, paths, labels in (
-            ("support", episode.support_paths, episode.support_labels),
-            ("query", episode.query_paths, episode.query_labels),
-        ):
-            for path, label in zip(paths, labels.tolist(), strict=True):
-                for key, value in (("episode_id", episode.episode_id), ("seed", episode.seed),
-                                   ("split", episode.split), ("k_shot", episode.k_shot),
-                                   ("n_query", episode.n_query), ("role", role), ("label", label),
-                                   ("class", episode.classes[label]), ("path", path)):
-                    rows[key].append(value)
+    """Write episodes as Parquet, one row per image: episode_id, seed, split, k_shot, n_query, role, label, class,
+    path."""
+    rows = []
+    for e in episodes:
+        for role, paths, labels in (("support", e.support_paths, e.support_labels),
+                                    ("query", e.query_paths, e.query_labels)):
+            rows += [
+                {"episode_id": e.episode_id, "seed": e.seed, "split": e.split, "k_shot": e.k_shot,
+                 "n_query": e.n_query, "role": role, "label": label, "class": e.classes[label], "path": path}
+                for path, label in zip(paths, labels.tolist(), strict=True)
+            ]
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     with fs.open(path, "wb") as stream:
-        pq.write_table(pa.table(rows), stream)
+        pq.write_table(pa.Table.from_pylist(rows), stream)
 
 
 def load_episodes(url: str, storage_options: dict | None = None) -> list[Episode]:
     """Read episodes written by :func:`save_episodes`, in stored order."""
-    import fsspec
-
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     with fs.open(path, "rb") as stream:
         rows = pq.read_table(stream).to_pylist()

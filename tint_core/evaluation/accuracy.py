@@ -13,7 +13,8 @@ from scipy import stats
 def episode_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of the (n, n_way) logits rows whose argmax equals the (n,) labels."""
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"expected (n, n_way) logits and (n,) labels, got {tuple(logits.shape)}, {tuple(labels.shape)}")
+        shapes = f"{tuple(logits.shape)}, {tuple(labels.shape)}"
+        raise ValueError(f"expected (n, n_way) logits and (n,) labels, got {shapes}")
     return float((logits.argmax(1) == labels).float().mean())
 
 

@@ -22,7 +22,6 @@ import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_conv
 from tint_core.config import TintConfig
 from tint_core.images import check_image_batch, resize
 
-
 LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
 HF_PREFIX = "hf-hub:"
 

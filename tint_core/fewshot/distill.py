@@ -20,8 +20,8 @@ from pydantic import Field
 
 from tint_core.config import TintConfig
 from tint_core.data.datasets import load_images
-from tint_core.fewshot.augment import AugmentConfig, random_affine
 from tint_core.evaluation.accuracy import episode_accuracy
+from tint_core.fewshot.augment import AugmentConfig, random_affine
 from tint_core.fewshot.student import Student, StudentConfig, create_student
 from tint_core.fewshot.teacher import check_support_set
 from tint_core.fewshot.training import OptimizerName, TrainingCurves, make_optimizer, one_cycle

@@ -82,7 +82,7 @@ class ResNet12(_TimmLike):
         super().__init__(widths[-1] * (side * side if global_pool == "flatten" else 1), num_classes, global_pool,
                          {**_CFG, "input_size": (3, img_size, img_size)})
         channels = (in_chans, *widths)
-        self.stages = nn.Sequential(*(_ResidualStage(a, b) for a, b in zip(channels[:-1], channels[1:])))
+        self.stages = nn.Sequential(*(_ResidualStage(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")

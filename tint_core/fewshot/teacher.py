@@ -53,7 +53,8 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     counts = torch.bincount(labels, minlength=n_way)
     if bool((counts == 0).any()):
         raise ValueError(f"labels must cover 0..{n_way - 1}; missing {torch.nonzero(counts == 0).flatten().tolist()}")
-    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype).index_add_(0, labels, F.normalize(features, dim=1))
+    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype)
+    sums.index_add_(0, labels, F.normalize(features, dim=1))
     return sums / counts.unsqueeze(1).to(features.dtype)
 
 
@@ -132,4 +133,5 @@ def check_support_set(images: torch.Tensor, labels: torch.Tensor) -> None:
     """Raise ValueError unless images are a (n, 3, H, W) batch in [0, 1] and labels are (n,) int64."""
     check_image_batch(images, "support images")
     if labels.shape != (images.shape[0],) or labels.dtype != torch.long:
-        raise ValueError(f"labels must be int64 of shape ({images.shape[0]},), got {labels.dtype} {tuple(labels.shape)}")
+        got = f"{labels.dtype} {tuple(labels.shape)}"
+        raise ValueError(f"labels must be int64 of shape ({images.shape[0]},), got {got}")
