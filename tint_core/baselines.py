@@ -1,0 +1,21 @@
+"""Baselines scored on the same episode as TINT (SPEC §7).
+
+- supports only: the pre-trained student with a prototype-initialised head, fine-tuned on the augmented supports.
+- TI-only generation (textual inversion without null-text inversion) needs the diffusion engine: its images go
+  into :func:`tint_core.fewshot.distill.train_student` exactly like TINT's, so no code of its own lives here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tint_core.fewshot.distill import DistillConfig, train_student
+from tint_core.fewshot.student import Student, StudentConfig
+from tint_core.fewshot.training import TrainingCurves
+
+
+def supports_only_student(
+    config: StudentConfig, supports: torch.Tensor, support_labels: torch.Tensor, distill_config: DistillConfig
+) -> tuple[Student, TrainingCurves]:
+    """A student trained on the N·K supports alone (one step per epoch of ``distill_config``)."""
+    return train_student(config, supports, support_labels, distill_config)

@@ -1,0 +1,1 @@
+"""Teacher, student, base pre-training and distillation (SPEC §7); backbones through timm."""

@@ -1,0 +1,174 @@
+"""timm backbones as feature extractors, with weights from a local file or the local Hugging Face cache only.
+
+Nothing here downloads: ``pretrained=True`` is never passed to timm. A backbone is either random (tests), a
+file written by :func:`save_backbone` (trained here), any timm/PyTorch state dict on disk, or ``hf-hub:<repo>``
+found in the local cache.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
+from tint_core.config import TintConfig
+from tint_core.images import check_image_batch, resize
+
+LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
+HF_PREFIX = "hf-hub:"
+
+
+class BackboneConfig(TintConfig):
+    """Which network produces features, from which weights, at which input size."""
+
+    name: str = Field("resnet12", description="timm model name (any timm architecture, or resnet12/tint_convnet)")
+    weights: str | None = Field(
+        None, description="local weights file (.safetensors or .pth), or 'hf-hub:<repo>' from the local cache; "
+        "None = random initialisation"
+    )
+    input_size: int = Field(84, ge=8, le=1024, description="images are resized (antialiased) to this square side")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra timm.create_model arguments, e.g. {'global_pool': 'flatten'}"
+    )
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError for a name timm does not know, listing close known names."""
+    if timm.is_model(name):
+        return
+    known = timm.list_models()
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    hint = f"close matches: {close}" if close else f"known small models here: {list(LOCAL_MODELS)}"
+    raise ValueError(f"unknown timm model {name!r}; {hint} (timm.list_models() lists all {len(known)})")
+
+
+def resolve_weights(weights: str) -> Path:
+    """Local path of a weights file; ``hf-hub:<repo>`` is looked up in the local Hugging Face cache only.
+
+    Raises:
+        FileNotFoundError: the file is missing, or the repo is not cached (the message says how to fetch it).
+    """
+    if weights.startswith(HF_PREFIX):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = weights[len(HF_PREFIX):]
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename)
+            if isinstance(found, str):
+                return Path(found)
+        raise FileNotFoundError(
+            f"weights {weights!r} are not in the local Hugging Face cache; on a machine with internet run "
+            f"`huggingface-cli download {repo} model.safetensors` (or pass a local file)"
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    return path
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata (empty for .pth) of a weights file."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state.get("model", state)), {}
+
+
+def create_backbone(name: str, weights: str | None = None, seed: int = 0, **model_kwargs: Any) -> nn.Module:
+    """A timm model without classifier (``num_classes=0``): ``model(x)`` gives (B, num_features) features.
+
+    Args:
+        name: timm model name.
+        weights: see :class:`BackboneConfig`; the classifier's tensors in the file are ignored.
+        seed: seeds the random initialisation (without touching the global RNG).
+        model_kwargs: passed to ``timm.create_model``.
+
+    Raises:
+        ValueError: unknown name, or a weights file whose tensors do not fit the architecture.
+        FileNotFoundError: missing weights.
+    """
+    check_model_name(name)
+    state: dict[str, torch.Tensor] = {}
+    if weights is not None:
+        path = resolve_weights(weights)
+        state, metadata = read_state_dict(path)
+        if metadata.get("timm_name", name) != name:
+            raise ValueError(f"{path} holds a {metadata['timm_name']!r} backbone, not {name!r}")
+        # Files written by save_backbone remember how the model was built; explicit kwargs still win.
+        model_kwargs = {**json.loads(metadata.get("model_kwargs", "{}")), **model_kwargs}
+    with torch.random.fork_rng(devices=[]):  # timm initialises from the global RNG
+        torch.manual_seed(seed)
+        model = timm.create_model(name, pretrained=False, num_classes=0, **model_kwargs)
+    if weights is None:
+        return model
+    classifier = model.pretrained_cfg.get("classifier", "fc")
+    prefixes = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    state = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit timm model {name!r} {model_kwargs or ''}: {error}") from error
+    return model
+
+
+def save_backbone(model: nn.Module, path: str | Path, name: str, model_kwargs: dict[str, Any] | None = None) -> None:
+    """Write a classifier-free backbone (from :func:`create_backbone`) as safetensors, with its timm name and
+    kwargs, so ``create_backbone(name, path)`` rebuilds it."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"timm_name": name, "model_kwargs": json.dumps(model_kwargs or {})}
+    save_file(state, str(path), metadata=metadata)
+
+
+class FeatureExtractor(nn.Module):
+    """Images in [0, 1] → backbone features: antialiased resize, the backbone's normalisation, forward.
+
+    Args:
+        backbone: timm-style model returning (B, D) features.
+        input_size: square side fed to the backbone.
+    """
+
+    def __init__(self, backbone: nn.Module, input_size: int):
+        super().__init__()
+        self.backbone, self.input_size = backbone, input_size
+        cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_config(cls, config: BackboneConfig) -> FeatureExtractor:
+        return cls(create_backbone(config.name, config.weights, **config.model_kwargs), config.input_size)
+
+    @property
+    def num_features(self) -> int:
+        return self.backbone.num_features
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] → (B, 3, S, S) normalised backbone input."""
+        return (resize(images, self.input_size) - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] → (B, D) features."""
+        return self.backbone(self.prepare(images))
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Eval-mode features of many images, ``batch_size`` at a time: (B, 3, H, W) → (B, D)."""
+        check_image_batch(images)
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.cat([self(chunk) for chunk in images.split(batch_size)])
+        finally:
+            self.train(was_training)

@@ -1,0 +1,80 @@
+"""The student: any timm backbone (or ResNet-12) with a new N-way cosine head initialised from support prototypes.
+
+Initialising the head from prototypes makes the untrained student exactly a prototype classifier on its own
+features, so distillation starts from a sensible N-way model instead of a random head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from tint_core.config import TintConfig
+from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
+from tint_core.fewshot.teacher import check_support_set, class_prototypes
+
+
+class StudentConfig(TintConfig):
+    """Student architecture; ``backbone.weights`` is normally a base-class pre-training checkpoint."""
+
+    backbone: BackboneConfig = Field(
+        default_factory=lambda: BackboneConfig(name="resnet12", input_size=84), description="student network"
+    )
+    head_scale: float = Field(10.0, gt=0, description="logits = scale · cosine(feature, class weight)")
+
+
+class CosineHead(nn.Module):
+    """Logits ``scale · cos(feature, weight_c)``: (B, D) → (B, n_way)."""
+
+    def __init__(self, n_way: int, num_features: int, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.weight = nn.Parameter(torch.zeros(n_way, num_features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).T
+
+
+class Student(nn.Module):
+    """Backbone + cosine head; ``forward`` is differentiable, ``predict`` is batched eval-mode inference."""
+
+    def __init__(self, extractor: FeatureExtractor, n_way: int, head_scale: float = 10.0):
+        super().__init__()
+        self.extractor = extractor
+        self.head = CosineHead(n_way, extractor.num_features, head_scale)
+
+    @property
+    def n_way(self) -> int:
+        return self.head.weight.shape[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] → (B, n_way) logits."""
+        return self.head(self.extractor(images))
+
+    @torch.no_grad()
+    def init_head_from_prototypes(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Set each class weight to the class's mean normalised support feature (eval-mode features)."""
+        check_support_set(images, labels)
+        features = self.extractor.embed(images)
+        if int(labels.max()) + 1 != self.n_way:
+            raise ValueError(f"supports cover {int(labels.max()) + 1} classes, the head has {self.n_way}")
+        self.head.weight.copy_(class_prototypes(features, labels))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Eval-mode logits (B, n_way), ``batch_size`` images at a time."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.cat([self(chunk) for chunk in images.split(batch_size)])
+        finally:
+            self.train(was_training)
+
+
+def create_student(config: StudentConfig, n_way: int) -> Student:
+    """Build the student's backbone (random, or from ``config.backbone.weights``) with a zero N-way head."""
+    if n_way < 2:
+        raise ValueError(f"a student needs n_way ≥ 2, got {n_way}")
+    return Student(FeatureExtractor.from_config(config.backbone), n_way, config.head_scale)
