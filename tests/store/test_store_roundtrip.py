@@ -268,3 +268,14 @@ def test_verify_reads_large_artifacts_in_bounded_batches(store, monkeypatch):
 def test_reference_uri_names_the_store_and_key(store):
     ref = store.put(key_for("uri"), {"a": 1}, step="test")
     assert ref.uri == f"{store.url}/artifacts/{ref.key}"
+
+
+def test_gc_removes_an_empty_writer_folder_left_by_a_writer_killed_before_its_first_file(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    key = key_for("empty-writer")
+    empty = tmp_path / "store" / "artifacts" / key / "20260101T000000-deadbeef"
+    empty.mkdir(parents=True)
+    store.gc()  # the default age protects a writer that may still be starting
+    assert empty.is_dir()
+    store.gc(older_than=0)
+    assert not empty.exists()

@@ -135,6 +135,10 @@ class Backend(ABC):
     def prune(self, path: str) -> None:
         """Remove a folder if it is empty (object stores have no empty folders: nothing to do)."""
 
+    def folder_mtime(self, path: str) -> float | None:
+        """Modification time of a folder, or None where folders are not objects (object stores)."""
+        return None
+
     def probe(self) -> None:
         """Fail now, with a clear StoreAccessError, when the store cannot be used at all."""
 
@@ -231,6 +235,12 @@ class LocalBackend(Backend):
     def prune(self, path: str) -> None:
         with contextlib.suppress(OSError):
             os.rmdir(self._path(path))  # refuses a non-empty folder, so a writer that just started is never harmed
+
+    def folder_mtime(self, path: str) -> float | None:
+        try:
+            return self._path(path).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def probe(self) -> None:
         self._call("open", "", lambda: self.root.mkdir(parents=True, exist_ok=True))

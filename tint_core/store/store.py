@@ -453,6 +453,11 @@ class ArtifactStore:
                     report.files += 1
                     report.bytes += info.size
                 self._backend.prune(f"{folder}/{top}")
+            # A writer killed between creating its folder and writing its first file leaves an empty folder.
+            for top in set(self._backend.list_dir(folder)) - keep - set(groups):
+                created = self._backend.folder_mtime(f"{folder}/{top}")
+                if created is not None and now - created >= older_than:
+                    self._backend.prune(f"{folder}/{top}")
             self._backend.prune(folder)
         if report.files:
             logger.info("gc removed %d abandoned files (%d bytes) from store %s", report.files, report.bytes, self.url)
