@@ -14,9 +14,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from tint_core.data.datasets import FewShotDataset
+from tint_core.data.digits import write_digits_dataset
+from tint_core.data.episodes import EpisodeSampler
 from tint_core.diffusion import (
     BackboneConfig,
     ClassSpecialization,
@@ -40,19 +42,12 @@ DEMO_CONFIG = SpecializationConfig(
 )
 
 
-def digit_supports(shots: int, seed: int, size: int = 32) -> dict[str, list[torch.Tensor]]:
-    """``shots`` images of each novel digit 5–9 from scikit-learn's bundled digits, upscaled to ``size``."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    supports = {}
-    for digit in range(5, 10):
-        chosen = rng.choice(np.flatnonzero(digits.target == digit), size=shots, replace=False)
-        pixels = torch.from_numpy(digits.images[chosen] / 16.0).float()[:, None]  # (K, 1, 8, 8), ink bright
-        upscaled = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
-        supports[f"digit {digit}"] = list(upscaled.clamp(0, 1).expand(-1, 3, -1, -1))
-    return supports
+def digit_supports(folder: Path, shots: int, seed: int) -> dict[str, list[torch.Tensor]]:
+    """One novel-class episode of the bundled digits (5-way, ``shots`` supports per class), written under ``folder``."""
+    dataset = write_digits_dataset(str(folder)) if not folder.exists() else FewShotDataset.from_image_folder(str(folder))
+    episode = EpisodeSampler(dataset, "novel", n_way=5, k_shot=shots, n_query=0, seed=seed).sample(0)
+    images, _ = dataset.load(episode.support_paths)
+    return {f"digit {label}": list(images[i * shots : (i + 1) * shots]) for i, label in enumerate(episode.classes)}
 
 
 def save_grid(rows: list[torch.Tensor], path: Path) -> None:
@@ -74,7 +69,7 @@ def main() -> None:
     store = ArtifactStore(str(out / "store"))
     config = DEMO_CONFIG
     backbone = load_backbone(config.backbone.source, config.backbone.device, config.backbone.precision)
-    supports = digit_supports(args.shots, args.seed)
+    supports = digit_supports(out / "digits", args.shots, args.seed)
 
     # 1. specialise (cached: a second run with the same inputs reuses the stored result)
     support_digest = sha256_hex(torch.stack([s for v in supports.values() for s in v]).numpy().tobytes())
@@ -89,7 +84,8 @@ def main() -> None:
         logger.info("specialisations found in the store (%s)", key[:12])
     else:
         def progress(stage: str, done: int, total: int) -> None:
-            logger.info("%s %d/%d", stage, done, total)
+            if done == total or done % max(1, total // 4) == 0:
+                logger.info("%s %d/%d", stage, done, total)
 
         specs = list(specialize(backbone, supports, config, seed=args.seed, progress=progress).values())
         parts: dict[str, object] = {"tokens": {f"class{i}": spec.token_vector for i, spec in enumerate(specs)}}
@@ -114,8 +110,8 @@ def main() -> None:
             for i, spec in enumerate(specs)]  # fmt: skip
     save_grid(rows, out / "grid.png")
     for spec in specs:
-        logger.info("%s: token %s, reconstruction PSNR per support %s dB", spec.class_name, spec.token,
-                    [round(v, 1) for v in spec.psnr.tolist()])  # fmt: skip
+        logger.info("%s: token %s, reconstruction per support: latent MSE %s, PSNR %s dB", spec.class_name,
+                    spec.token, [round(v, 3) for v in spec.latent_mse.tolist()], [round(v, 1) for v in spec.psnr.tolist()])  # fmt: skip
     logger.info("supports (first %d columns) and synthetic images: %s", args.shots, out / "grid.png")
     logger.info("artifacts: %s", ", ".join(f"{m.step}" for m in store.list()))
 
