@@ -1,8 +1,9 @@
 """Baselines scored on the same episode as TINT (SPEC §7).
 
 - supports only: the pre-trained student with a prototype-initialised head, fine-tuned on the augmented supports.
-- TI-only generation (textual inversion without null-text inversion) needs the diffusion engine: its images go
-  into :func:`tint_core.fewshot.distill.train_student` exactly like TINT's, so no code of its own lives here.
+- TI-only generation (textual inversion without null-text inversion):
+  ``tint_core.diffusion.generate_images(..., method="text_only")``; its images go into
+  :func:`tint_core.fewshot.distill.train_student` (or ``run_episode(unlabelled=...)``) exactly like TINT's.
 """
 
 from __future__ import annotations
