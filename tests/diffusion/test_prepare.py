@@ -51,3 +51,26 @@ def test_a_missing_super_resolution_model_says_how_to_get_it(tmp_path, monkeypat
 def test_rgba_tensor_is_composited_on_white():
     rgba = torch.zeros(4, 2, 2)  # black, fully transparent
     assert torch.equal(as_rgb_tensor(rgba), torch.ones(3, 2, 2))
+
+
+def test_the_configured_super_resolution_model_is_used_by_specialize(tiny_swin2sr):
+    from tint_core.diffusion import (
+        NullTextConfig,
+        PreparationConfig,
+        SpecializationConfig,
+        TextualInversionConfig,
+        load_backbone,
+        specialize,
+    )
+
+    backbone = load_backbone("tiny", device="cpu")
+    base = SpecializationConfig(
+        textual_inversion=TextualInversionConfig(steps=1, warmup_steps=0), null_text=NullTextConfig(num_steps=1)
+    )
+    supports = {"a": [torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))]}
+    plain = specialize(backbone, supports, base)["a"]
+    upscaled = specialize(
+        backbone, supports, base.updated(preparation=PreparationConfig(super_resolution=str(tiny_swin2sr),
+                                                                      super_resolution_input=8))  # fmt: skip
+    )["a"]
+    assert not torch.allclose(plain.inverted_latents, upscaled.inverted_latents)

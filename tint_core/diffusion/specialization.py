@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import SpecializationConfig
 from tint_core.diffusion.ddim import ddim_invert
 from tint_core.diffusion.null_text import null_text_invert
-from tint_core.diffusion.prepare import SupportImage, SuperResolution, prepare_supports
+from tint_core.diffusion.prepare import SupportImage, SuperResolution, Swin2SRUpscaler, prepare_supports
 from tint_core.diffusion.prompts import ProgressFn, class_text_embeddings, null_text_embedding
 from tint_core.diffusion.textual_inversion import train_tokens
 from tint_core.seeding import derive_seed
@@ -98,9 +99,13 @@ class ClassSpecialization:
         ``load_textual_inversion``) and the null-text inversion as safetensors."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({self.token: self.token_vector.reshape(1, -1).contiguous()}, folder / TOKEN_FILE)
         tensors, metadata = self.to_tensors()
-        save_file(tensors, folder / INVERSION_FILE, metadata=metadata)
+        # Each file appears complete or not at all: written under a temporary name, then renamed.
+        token_tmp, inversion_tmp = folder / f".{TOKEN_FILE}.tmp", folder / f".{INVERSION_FILE}.tmp"
+        save_file({self.token: self.token_vector.reshape(1, -1).contiguous()}, token_tmp)
+        save_file(tensors, inversion_tmp, metadata=metadata)
+        os.replace(inversion_tmp, folder / INVERSION_FILE)
+        os.replace(token_tmp, folder / TOKEN_FILE)
         return folder
 
     @classmethod
@@ -143,7 +148,8 @@ def specialize(
         seed: root seed; each class's random stream derives from it and the class name, so a class
             gets the same result alone or within an episode.
         init_words: optional class name → one-word init word (default: ``config.textual_inversion.init_word``).
-        super_resolution: optional ×4 upscaler used when preparing the supports.
+        super_resolution: optional ×4 upscaler used when preparing the supports; default: the Swin2SR model
+            named by ``config.preparation.super_resolution``, if any.
 
     Returns:
         class name → its specialisation, in the order of ``supports``.
@@ -167,6 +173,8 @@ def specialize(
         backbone.word_token_id(word)
 
     # 2. prepare supports and encode them once
+    if super_resolution is None and config.preparation.super_resolution is not None:
+        super_resolution = Swin2SRUpscaler.from_pretrained(config.preparation.super_resolution, backbone.device)
     prepared = [
         prepare_supports(supports[name], backbone.working_size, super_resolution,
                          config.preparation.super_resolution_input, name=f"class {name!r}")
