@@ -159,7 +159,7 @@ def main() -> None:
         seconds, eager_vectors = time_textual_inversion(backbone, images, args.ti_steps, False, cuda_graph=False)
         report("batched_ti_eager_s_per_step_all_classes", seconds, "s")
         report("ti_graph_vs_eager_max_abs_difference", float((graph_vectors - eager_vectors).abs().max()), "")
-    (result, latents), seconds = invert_supports(backbone, supports, nti, args.nti_timesteps)
+    (result, _), seconds = invert_supports(backbone, supports, nti, args.nti_timesteps)
     report("batched_nti_s_per_support", seconds / len(supports), "s")
     figures["batched_nti_mean_inner_steps"] = float(result.inner_steps.float().mean())
     report("batched_generation_s_per_image", time_generation(backbone, args.images, args.batch_size, nti), "s")

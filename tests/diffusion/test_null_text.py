@@ -33,7 +33,7 @@ def test_null_text_reconstruction_is_far_closer_than_plain_inversion_with_guidan
 
 
 def test_supports_inverted_together_equal_supports_inverted_alone(backbone):
-    latents, text, timesteps, trajectory = _inputs(backbone, count=3, steps=4, seed=1)
+    _, text, timesteps, trajectory = _inputs(backbone, count=3, steps=4, seed=1)
     null = null_text_embedding(backbone)
     config = NullTextConfig(num_steps=4, inner_steps=3)
     together = null_text_invert(backbone, trajectory, text, null, timesteps, config)
@@ -44,7 +44,7 @@ def test_supports_inverted_together_equal_supports_inverted_alone(backbone):
 
 
 def test_each_support_stops_early_on_its_own_and_batching_does_not_change_it(backbone):
-    latents, text, timesteps, trajectory = _inputs(backbone, count=4, steps=3, seed=2)
+    _, text, timesteps, trajectory = _inputs(backbone, count=4, steps=3, seed=2)
     null = null_text_embedding(backbone)
     probe = null_text_invert(backbone, trajectory, text, null, timesteps, NullTextConfig(num_steps=3, inner_steps=4))
     # A threshold between the supports' first-step losses: some stop at once, others keep going.
@@ -61,7 +61,7 @@ def test_each_support_stops_early_on_its_own_and_batching_does_not_change_it(bac
 
 
 def test_a_support_that_stops_keeps_its_embedding_for_the_rest_of_the_step(backbone):
-    latents, text, timesteps, trajectory = _inputs(backbone, count=2, steps=1, seed=3)
+    _, text, timesteps, trajectory = _inputs(backbone, count=2, steps=1, seed=3)
     null = null_text_embedding(backbone)
     # Huge threshold: every support stops after its first inner step, whatever inner_steps allows.
     one = null_text_invert(backbone, trajectory, text, null, timesteps, NullTextConfig(num_steps=1, inner_steps=1))
@@ -73,6 +73,6 @@ def test_a_support_that_stops_keeps_its_embedding_for_the_rest_of_the_step(backb
 
 
 def test_a_trajectory_of_the_wrong_length_is_rejected(backbone):
-    latents, text, timesteps, trajectory = _inputs(backbone, count=1, steps=3)
+    _, text, timesteps, trajectory = _inputs(backbone, count=1, steps=3)
     with pytest.raises(ValueError, match="expected 4"):
         null_text_invert(backbone, trajectory[:-1], text, null_text_embedding(backbone), timesteps)
