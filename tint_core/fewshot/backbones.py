@@ -162,13 +162,18 @@ class FeatureExtractor(nn.Module):
         """(B, 3, H, W) in [0, 1] → (B, D) features."""
         return self.backbone(self.prepare(images))
 
-    @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Eval-mode features of many images, ``batch_size`` at a time: (B, 3, H, W) → (B, D)."""
         check_image_batch(images)
-        was_training = self.training
-        self.eval()
-        try:
-            return torch.cat([self(chunk) for chunk in images.split(batch_size)])
-        finally:
-            self.train(was_training)
+        return eval_in_batches(self, images, batch_size)
+
+
+@torch.no_grad()
+def eval_in_batches(module: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``module`` in eval mode over ``images`` in chunks, concatenated; its training mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        return torch.cat([module(chunk) for chunk in images.split(batch_size)])
+    finally:
+        module.train(was_training)

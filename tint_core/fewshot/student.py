@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from tint_core.config import TintConfig
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
+from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, eval_in_batches
 from tint_core.fewshot.teacher import check_support_set, class_prototypes
 
 
@@ -62,15 +62,9 @@ class Student(nn.Module):
             raise ValueError(f"supports cover {int(labels.max()) + 1} classes, the head has {self.n_way}")
         self.head.weight.copy_(class_prototypes(features, labels))
 
-    @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Eval-mode logits (B, n_way), ``batch_size`` images at a time."""
-        was_training = self.training
-        self.eval()
-        try:
-            return torch.cat([self(chunk) for chunk in images.split(batch_size)])
-        finally:
-            self.train(was_training)
+        return eval_in_batches(self, images, batch_size)
 
 
 def create_student(config: StudentConfig, n_way: int) -> Student:
