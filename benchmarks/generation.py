@@ -10,10 +10,9 @@ import argparse
 import json
 
 import torch
+from specialize import time_generation  # benchmarks/ is the script's folder
 
 from tint_core.diffusion import NullTextConfig, load_backbone
-
-from specialize import time_generation  # benchmarks/ is the script's folder
 
 
 def main() -> None:

@@ -12,10 +12,9 @@ import argparse
 import json
 
 import torch
+from specialize import invert_supports, make_supports  # benchmarks/ is the script's folder
 
 from tint_core.diffusion import NullTextConfig, load_backbone
-
-from specialize import invert_supports, make_supports  # benchmarks/ is the script's folder
 
 
 def main() -> None:

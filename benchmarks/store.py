@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from tint_core.store import ArtifactStore, ImageSet, artifact_key  # noqa: E402
+from tint_core.store import ArtifactStore, ImageSet, artifact_key
 
 
 def image_parts(count: int, size: int) -> dict[str, ImageSet]:

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
+from tests.diffusion.helpers import smooth_images
 from tint_core.diffusion.ddim import change_timestep, ddim_invert, guided_denoise, previous_timestep
 from tint_core.diffusion.prompts import null_text_embedding
-
-from tests.diffusion.helpers import smooth_images
 
 
 def test_timestep_change_matches_the_direct_formula():

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from tests.diffusion.helpers import smooth_images
 from tint_core.diffusion import (
     GenerationConfig,
     NullTextConfig,
@@ -11,8 +12,6 @@ from tint_core.diffusion import (
     specialize,
 )
 from tint_core.diffusion.generation import mix_noise, rms
-
-from tests.diffusion.helpers import smooth_images
 
 CONFIG = SpecializationConfig(
     textual_inversion=TextualInversionConfig(steps=6, warmup_steps=2),

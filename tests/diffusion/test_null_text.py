@@ -1,12 +1,11 @@
 import pytest
 import torch
 
+from tests.diffusion.helpers import assert_adam_close, smooth_images
 from tint_core.diffusion import NullTextConfig
 from tint_core.diffusion.ddim import ddim_invert, guided_denoise
 from tint_core.diffusion.null_text import null_text_invert
 from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
-
-from tests.diffusion.helpers import assert_adam_close, smooth_images
 
 
 def _inputs(backbone, count, steps, seed=0):

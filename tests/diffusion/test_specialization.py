@@ -3,6 +3,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
+from tests.diffusion.helpers import assert_adam_close, smooth_images
 from tint_core.diffusion import (
     ClassSpecialization,
     EngineConfig,
@@ -14,8 +15,6 @@ from tint_core.diffusion import (
 )
 from tint_core.diffusion.prompts import class_text_embeddings
 from tint_core.diffusion.specialization import INVERSION_FILE, TOKEN_FILE, token_name
-
-from tests.diffusion.helpers import assert_adam_close, smooth_images
 
 CONFIG = SpecializationConfig(
     textual_inversion=TextualInversionConfig(steps=5, warmup_steps=1),
