@@ -68,7 +68,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(str(out / "store"))
     config = DEMO_CONFIG
-    backbone = load_backbone(config.backbone.source, config.backbone.device, config.backbone.precision)
+    backbone = load_backbone(**config.backbone.model_dump())
     supports = digit_supports(out / "digits", args.shots, args.seed)
 
     # 1. specialise (cached: a second run with the same inputs reuses the stored result)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from tint_core.diffusion import Backbone, BackboneNotFoundError, load_backbone
+from tint_core.diffusion import Backbone, BackboneConfig, BackboneNotFoundError, load_backbone
 from tint_core.diffusion.random_backbones import tiny_components
 
 
@@ -101,3 +101,10 @@ def test_tiny_latents_have_about_unit_scale():
     backbone = load_backbone("tiny", device="cpu")
     images = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4), size=(32, 32), mode="bilinear")
     assert 0.5 < float(backbone.encode(images).std()) < 2.0
+
+
+def test_backbone_config_fields_are_load_backbone_arguments():
+    config = BackboneConfig(source="tiny", device="cpu", seed=3)
+    backbone = load_backbone(**config.model_dump())
+    assert backbone.identity == "tiny:seed=3" and backbone.dtype == torch.float32
+

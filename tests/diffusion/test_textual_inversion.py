@@ -1,11 +1,11 @@
 import pytest
 import torch
-
-from tint_core.diffusion import TextualInversionConfig
-from tint_core.diffusion.prompts import class_prompt_ids
-from tint_core.diffusion.textual_inversion import train_tokens
+from torch._dynamo.backends.registry import lookup_backend
 
 from tests.diffusion.helpers import smooth_images
+from tint_core.diffusion import TextualInversionConfig, load_backbone
+from tint_core.diffusion.prompts import class_prompt_ids
+from tint_core.diffusion.textual_inversion import train_tokens
 
 CONFIG = TextualInversionConfig(steps=12, warmup_steps=3, learning_rate=5e-3)
 
@@ -97,3 +97,22 @@ def test_a_class_without_supports_is_rejected(backbone):
     empty = torch.zeros(0, *backbone.latent_shape)
     with pytest.raises(ValueError, match="class 0 has no supports"):
         train_tokens(backbone, [empty], ["object"], [0], CONFIG)
+
+
+def test_a_compiled_unet_gives_the_eager_textual_inversion(class_latents):
+    """Compiles forward and backward through AOTAutograd (inductor's front end) without graph breaks,
+    and trains the same tokens; ``aot_eager`` keeps the test to seconds on CPU."""
+    graphs = []
+
+    def counting_aot_eager(graph, example_inputs):
+        graphs.append(graph)
+        return lookup_backend("aot_eager")(graph, example_inputs)
+
+    eager = load_backbone("tiny", device="cpu")
+    compiled = load_backbone("tiny", device="cpu").compile_unet(backend=counting_aot_eager)
+    config = TextualInversionConfig(steps=3, warmup_steps=0)
+    runs = [train_tokens(b, class_latents, ["object", "dog"], [0, 1], config) for b in (eager, compiled)]
+    assert len(graphs) == 1  # one whole-UNet graph, traced once and reused by every step
+    torch.testing.assert_close(runs[1].vectors, runs[0].vectors, rtol=0, atol=1e-5)
+    torch.testing.assert_close(runs[1].losses, runs[0].losses, rtol=1e-5, atol=1e-6)
+    assert compiled.compile_unet() is compiled  # idempotent

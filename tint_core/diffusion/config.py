@@ -22,6 +22,11 @@ class BackboneConfig(TintConfig):
         "fp32", description="Weights of UNet/VAE/text encoder; optimisation always stays fp32."
     )
     seed: int = Field(0, description="Seed of the random weights of 'tiny' / 'sd15-random'; ignored otherwise.")
+    compile_unet: bool = Field(
+        False,
+        description="torch.compile the UNet: faster steps on a GPU after minutes of compiling per batch shape; "
+        "worth it for full-length textual/null-text inversion, not for short runs or CPU.",
+    )
 
 
 class PreparationConfig(TintConfig):
