@@ -1,0 +1,264 @@
+"""The ``tint`` command line, a thin layer over the library (no Prefect):
+
+    tint specialize SUPPORTS OUTPUT     one specialisation folder per class subfolder of SUPPORTS
+    tint generate SPECIALISATIONS OUTPUT
+                                        synthetic images, one subfolder per class
+    tint store list|verify|gc URL       inspect and maintain an artifact store (local folder or s3://…)
+
+Library errors (bad input, a missing model, a store failure) end the command with their message and
+exit code 1; a store that fails verification exits with 1 too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tint_core.data.datasets import IMAGE_SUFFIXES
+from tint_core.diffusion import (
+    BackboneConfig,
+    BackboneNotFoundError,
+    ClassSpecialization,
+    GenerationConfig,
+    SpecializationConfig,
+    generate_images,
+    load_backbone,
+)
+from tint_core.diffusion import specialize as specialize_classes
+from tint_core.diffusion.backbone import DEFAULT_MODEL_ID
+from tint_core.diffusion.prompts import ProgressFn
+from tint_core.diffusion.specialization import TOKEN_FILE
+from tint_core.images import ImageReadError, load_image, tensor_to_pil
+from tint_core.store import ArtifactStore, StoreError
+from tint_core.store.store import DEFAULT_GC_AGE
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Specialise Stable Diffusion to few-shot classes, generate their images, maintain the artifact store.",
+)
+store_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain an artifact store (local folder or s3://…).")
+app.add_typer(store_app, name="store")
+console = Console(stderr=True)
+
+# Errors that mean "the input or the environment is wrong": the message is the whole story, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, BackboneNotFoundError, ImageReadError, StoreError)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except USER_ERRORS as error:
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+        raise typer.Exit(code=1) from None
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[ProgressFn]:
+    """A rich progress bar per stage, fed by the library's ``progress(stage, done, total)`` callbacks."""
+    with Progress(
+        TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=False,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage.replace("_", " "), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """Class name → its image files, for every subfolder of ``root`` (sorted; hidden files ignored)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"support folder {root} does not exist")
+    classes = {}
+    for folder in sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")):
+        classes[folder.name] = sorted(
+            path for path in folder.iterdir()
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        )  # fmt: skip
+    if not classes:
+        raise ValueError(f"{root} has no class subfolders: put each class's support images in {root}/<class name>/")
+    empty = [name for name, files in classes.items() if not files]
+    if empty:
+        raise ValueError(f"class folder(s) without images in {root}: {', '.join(empty)}")
+    return classes
+
+
+def _prepare_output(output: Path, names: list[str], overwrite: bool) -> None:
+    existing = [name for name in names if (output / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{output} already holds {', '.join(existing)}: choose another folder or pass --overwrite"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _backbone_config(
+    config: SpecializationConfig, source: str | None, device: str | None, precision: str | None
+) -> BackboneConfig:
+    overrides = {"source": source, "device": device, "precision": precision}
+    return config.backbone.updated(**{key: value for key, value in overrides.items() if value is not None})
+
+
+@app.command()
+def specialize(
+    supports: Annotated[Path, typer.Argument(help="Folder with one subfolder of support images per class.")],
+    output: Annotated[Path, typer.Argument(help="Folder receiving one specialisation folder per class.")],
+    config: Annotated[
+        Path | None, typer.Option(help="SpecializationConfig YAML; omitted fields keep the spec's defaults.")
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Overrides backbone.source: a hub id in the local cache, a checkpoint folder, 'tiny' or 'sd15-random'."
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Overrides backbone.device ('auto', 'cpu', 'cuda', …).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Overrides backbone.precision ('fp32' or 'bf16').")] = None,
+    seed: Annotated[int, typer.Option(help="Root seed: same inputs and seed give the same specialisations.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace specialisations already in OUTPUT.")] = False,
+) -> None:
+    """Specialise the backbone to every class: textual inversion, DDIM and null-text inversion of its supports."""
+    with _user_errors():
+        settings = SpecializationConfig.from_yaml(config) if config else SpecializationConfig()
+        settings = settings.updated(backbone=_backbone_config(settings, backbone, device, precision))
+        files = class_folders(supports)
+        _prepare_output(output, list(files), overwrite)
+        images = {name: [load_image(path) for path in paths] for name, paths in files.items()}
+        model = load_backbone(**settings.backbone.model_dump())
+        console.print(f"{len(images)} classes, {sum(map(len, images.values()))} supports, backbone {model.identity}")
+        with _progress() as progress:
+            results = specialize_classes(model, images, settings, seed=seed, progress=progress)
+        table = Table("class", "token", "supports", "PSNR dB (per support)")
+        for name, result in results.items():
+            result.save(output / name)
+            table.add_row(
+                name, result.token, str(result.num_supports), " ".join(f"{v:.1f}" for v in result.psnr.tolist())
+            )
+        Console().print(table)
+        console.print(f"specialisations written to {output}")
+
+
+def load_specializations(root: Path) -> dict[str, ClassSpecialization]:
+    """Folder name → specialisation, for ``root`` itself or each of its subfolders holding one."""
+    if (root / TOKEN_FILE).is_file():
+        return {root.name: ClassSpecialization.load(root)}
+    if not root.is_dir():
+        raise FileNotFoundError(f"specialisation folder {root} does not exist")
+    found = {
+        path.name: ClassSpecialization.load(path) for path in sorted(root.iterdir()) if (path / TOKEN_FILE).is_file()
+    }
+    if not found:
+        raise ValueError(f"{root} holds no specialisation (folders with {TOKEN_FILE}): run `tint specialize` first")
+    return found
+
+
+@app.command()
+def generate(
+    specializations: Annotated[
+        Path, typer.Argument(help="A folder written by `tint specialize` (or one class's folder).")
+    ],
+    output: Annotated[Path, typer.Argument(help="Folder receiving one subfolder of PNG images per class.")],
+    images: Annotated[int, typer.Option(min=1, help="Images per class.")] = 16,
+    alpha: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Noise mix: 0 reproduces a support, 1 is a fresh image.")
+    ] = 1.0,
+    random_alpha: Annotated[bool, typer.Option(help="Draw alpha ~ U[0, 1] per image.")] = False,
+    size: Annotated[
+        int | None, typer.Option(help="Side of the images; default: the size of each class's supports.")
+    ] = None,
+    backbone: Annotated[str, typer.Option(help="The backbone the classes were specialised on.")] = DEFAULT_MODEL_ID,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', …")] = "auto",
+    precision: Annotated[str, typer.Option(help="'fp32' or 'bf16'.")] = "fp32",
+    backbone_seed: Annotated[int, typer.Option(help="Seed of the random weights of 'tiny' / 'sd15-random'.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per UNet batch.")] = 16,
+    seed: Annotated[int, typer.Option(help="Same specialisations and seed give the same images.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace class folders already in OUTPUT.")] = False,
+) -> None:
+    """Generate TINT images of every specialised class."""
+    with _user_errors():
+        classes = load_specializations(specializations)
+        _prepare_output(output, list(classes), overwrite)
+        config = GenerationConfig(images_per_class=images, alpha=alpha, random_alpha=random_alpha, output_size=size)
+        model = load_backbone(backbone, device=device, precision=precision, seed=backbone_seed)
+        with _progress() as progress:
+            generated = generate_images(model, list(classes.values()), config, seed=seed, batch_size=batch_size,
+                                        progress=progress)  # fmt: skip
+        for label, name in enumerate(classes):
+            folder = output / name
+            if folder.exists():  # --overwrite: no image of an earlier, larger run may stay behind
+                shutil.rmtree(folder)
+            folder.mkdir()
+            for index, image in enumerate(generated.images[generated.labels == label]):
+                tensor_to_pil(image).save(folder / f"{index:05d}.png")
+        console.print(f"{len(generated.images)} images of {len(classes)} classes written to {output}")
+
+
+@store_app.command("list")
+def store_list(
+    url: Annotated[str, typer.Argument(help="Store URL: a local folder or s3://bucket/prefix.")],
+    step: Annotated[str | None, typer.Option(help="Only artifacts of this step.")] = None,
+) -> None:
+    """List complete artifacts, oldest first."""
+    with _user_errors():
+        manifests = ArtifactStore(url).list(step)
+        table = Table("key", "step", "created (UTC)", "parts", "bytes")
+        for manifest in manifests:
+            size = sum(part.size for part in manifest.parts.values())
+            table.add_row(manifest.key[:16], manifest.step, f"{manifest.created:%Y-%m-%d %H:%M:%S}",
+                          str(len(manifest.parts)), f"{size:,}")  # fmt: skip
+        Console().print(table)
+        console.print(f"{len(manifests)} artifacts in {url}")
+
+
+@store_app.command()
+def verify(
+    url: Annotated[str, typer.Argument(help="Store URL: a local folder or s3://bucket/prefix.")],
+    quarantine: Annotated[
+        bool, typer.Option(help="Move artifacts that fail aside (--no-quarantine only reports).")
+    ] = True,
+) -> None:
+    """Check every part of every artifact against its manifest; exit code 1 if any is corrupt."""
+    with _user_errors():
+        report = ArtifactStore(url).verify(quarantine=quarantine)
+        Console().print(str(report), highlight=False)
+        for key, place in report.quarantined.items():
+            console.print(f"quarantined {key} to {place}")
+        if not report.ok:
+            raise typer.Exit(code=1)
+
+
+@store_app.command()
+def gc(
+    url: Annotated[str, typer.Argument(help="Store URL: a local folder or s3://bucket/prefix.")],
+    older_than: Annotated[
+        float, typer.Option(min=0, help="Only leftovers untouched for this many seconds.")
+    ] = DEFAULT_GC_AGE,
+) -> None:
+    """Remove what crashed or losing writers left behind (never a complete artifact)."""
+    with _user_errors():
+        report = ArtifactStore(url).gc(older_than=older_than)
+        Console().print(f"removed {report.files} files, {report.bytes:,} bytes")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()
