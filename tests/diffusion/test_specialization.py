@@ -138,10 +138,11 @@ def test_bad_init_words_fail_before_any_work(backbone):
     assert calls == []
 
 
-def test_faithful_mode_refuses_bf16():
-    bf16 = load_backbone("tiny", device="cpu", precision="bf16")
-    with pytest.raises(ValueError, match="fp32"):
-        specialize(bf16, {"a": [torch.rand(3, 8, 8)]}, CONFIG.updated(engine=EngineConfig(mode="faithful")))
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"compile_unet": True}])
+def test_faithful_mode_refuses_what_the_reference_does_not_do(options):
+    backbone = load_backbone("tiny", device="cpu", **options)
+    with pytest.raises(ValueError, match="fp32 eager reference"):
+        specialize(backbone, {"a": [torch.rand(3, 8, 8)]}, CONFIG.updated(engine=EngineConfig(mode="faithful")))
 
 
 def test_bf16_backbone_specialises_with_fp32_optimisation_state():

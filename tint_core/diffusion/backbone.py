@@ -107,6 +107,11 @@ class Backbone:
             self._compiled_unet = torch.compile(self.unet, backend=backend, mode=mode, fullgraph=True)
         return self
 
+    @property
+    def compiled(self) -> bool:
+        """Whether noise predictions run through ``torch.compile`` (see ``compile_unet``)."""
+        return self._compiled_unet is not None
+
     # ----------------------------------------------------------------------------------------------
     # geometry
 

@@ -162,8 +162,9 @@ def specialize(
     for name, images in supports.items():
         if len(images) == 0:
             raise ValueError(f"class {name!r} has no support images")
-    if faithful and backbone.dtype != torch.float32:
-        raise ValueError("faithful mode reproduces the fp32 reference: load the backbone with precision 'fp32'")
+    if faithful and (backbone.dtype != torch.float32 or backbone.compiled):
+        raise ValueError("faithful mode reproduces the fp32 eager reference: load the backbone with precision "
+                         "'fp32' and without compile_unet")  # fmt: skip
     names = list(supports)
     tokens = [token_name(name) for name in names]
     if len(set(tokens)) != len(tokens):
