@@ -105,6 +105,17 @@ def test_grayscale_rgba_and_palette_supports_are_converted(backbone):
     assert result["mixed"].num_supports == 3 and result["mixed"].support_size == (20, 30)
 
 
+def test_progress_counts_each_stage_up_to_its_total_across_inversion_groups(backbone, supports):
+    calls = []
+    config = CONFIG.updated(engine=EngineConfig(inversion_batch_size=2))  # 3 supports: 2 groups
+    specialize(backbone, supports, config, seed=0, progress=lambda *call: calls.append(call))
+    steps = CONFIG.null_text.num_steps
+    assert [done for stage, done, _ in calls if stage == "null_text"] == list(range(1, 2 * steps + 1))
+    assert {total for stage, _, total in calls if stage == "null_text"} == {2 * steps}
+    assert calls[-1] == ("null_text", 2 * steps, 2 * steps)
+    assert ("textual_inversion", CONFIG.textual_inversion.steps, CONFIG.textual_inversion.steps) in calls
+
+
 def _progress_log():
     calls = []
     return calls, lambda stage, done, total: calls.append(stage)

@@ -132,6 +132,13 @@ def token_name(class_name: str) -> str:
     return f"<{slug}>"
 
 
+def _group_progress(progress: ProgressFn | None, number: int, count: int) -> ProgressFn | None:
+    """Progress of inversion group ``number`` of ``count``, reported as one count over all groups."""
+    if progress is None:
+        return None
+    return lambda stage, done, total: progress(stage, number * total + done, count * total)
+
+
 def specialize(
     backbone: Backbone,
     supports: Mapping[str, Sequence[SupportImage]],
@@ -205,10 +212,11 @@ def specialize(
     group_size = 1 if faithful else config.engine.inversion_batch_size
     groups = [list(range(start, min(start + group_size, len(owner)))) for start in range(0, len(owner), group_size)]
     starts, results = [], []
-    for rows in groups:
+    for number, rows in enumerate(groups):
         trajectory = ddim_invert(backbone, all_latents[rows], support_text[rows], timesteps)
         starts.append(trajectory[-1].cpu())
-        results.append(null_text_invert(backbone, trajectory, support_text[rows], null, timesteps, nti_config, progress))
+        results.append(null_text_invert(backbone, trajectory, support_text[rows], null, timesteps, nti_config,
+                                        _group_progress(progress, number, len(groups))))  # fmt: skip
     inverted = torch.cat(starts)
     null_embeddings = torch.cat([result.null_embeddings for result in results])
     reconstructed = torch.cat([result.reconstruction for result in results])
