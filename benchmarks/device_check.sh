@@ -10,10 +10,10 @@
 set -euo pipefail
 out=${OUT:-outputs/device}
 mkdir -p "$out"
-if [ -d .whl ]; then
+if ! python3 -c "import diffusers, pydantic" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; } | tee "$out/gpu.txt"
 python3 -u benchmarks/specialize.py --backbone sd15-random --precision bf16 --compile \
   --ti-steps 20 --images 64 --batch-size 32 "$@" --json "$out/specialize.json" 2>&1 | tee "$out/specialize.log"
