@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from tint_core.data.datasets import IMAGE_SUFFIXES
 from tint_core.diffusion import (
@@ -48,7 +49,9 @@ app = typer.Typer(
 )
 store_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain an artifact store (local folder or s3://…).")
 app.add_typer(store_app, name="store")
-console = Console(stderr=True)
+# No markup: paths, URLs and class names are printed as they are, brackets included.
+console = Console(stderr=True, markup=False)
+stdout = Console(markup=False)
 
 # Errors that mean "the input or the environment is wrong": the message is the whole story, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, BackboneNotFoundError, ImageReadError, StoreError)
@@ -59,7 +62,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+        console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)  # paths stay whole
         raise typer.Exit(code=1) from None
 
 
@@ -149,7 +152,7 @@ def specialize(
             table.add_row(
                 name, result.token, str(result.num_supports), " ".join(f"{v:.1f}" for v in result.psnr.tolist())
             )
-        Console().print(table)
+        stdout.print(table)
         console.print(f"specialisations written to {output}")
 
 
@@ -221,7 +224,7 @@ def store_list(
             size = sum(part.size for part in manifest.parts.values())
             table.add_row(manifest.key[:16], manifest.step, f"{manifest.created:%Y-%m-%d %H:%M:%S}",
                           str(len(manifest.parts)), f"{size:,}")  # fmt: skip
-        Console().print(table)
+        stdout.print(table)
         console.print(f"{len(manifests)} artifacts in {url}")
 
 
@@ -235,7 +238,7 @@ def verify(
     """Check every part of every artifact against its manifest; exit code 1 if any is corrupt."""
     with _user_errors():
         report = ArtifactStore(url).verify(quarantine=quarantine)
-        Console().print(str(report), highlight=False)
+        stdout.print(str(report), highlight=False)
         for key, place in report.quarantined.items():
             console.print(f"quarantined {key} to {place}")
         if not report.ok:
@@ -252,7 +255,7 @@ def gc(
     """Remove what crashed or losing writers left behind (never a complete artifact)."""
     with _user_errors():
         report = ArtifactStore(url).gc(older_than=older_than)
-        Console().print(f"removed {report.files} files, {report.bytes:,} bytes")
+        stdout.print(f"removed {report.files} files, {report.bytes:,} bytes")
 
 
 def main() -> None:

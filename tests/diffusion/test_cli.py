@@ -84,6 +84,10 @@ def test_bad_inputs_are_named_before_any_work(workspace, tmp_path):
     assert result.exit_code == 1 and "without images" in result.stderr and "empty" in result.stderr
     assert not (tmp_path / "out").exists()
 
+    missing = tmp_path / "[/red]"  # printed as it is, not read as markup
+    result = runner.invoke(app, ["specialize", str(missing), str(tmp_path / "out"), *TINY])
+    assert result.exit_code == 1 and result.stderr == f"error: support folder {missing} does not exist\n"
+
     result = runner.invoke(app, ["generate", str(tmp_path / "supports"), str(tmp_path / "gen"), *TINY])
     assert result.exit_code == 1 and "no specialisation" in result.stderr
 
