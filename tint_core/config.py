@@ -1,6 +1,6 @@
 """Base class for every configuration: a pydantic model that also reads and writes YAML.
 
-The same object is the library argument, the YAML file and (later) the Prefect flow parameter.
+The same object is the library argument, the YAML file and the Prefect flow parameter.
 """
 
 from __future__ import annotations
@@ -9,9 +9,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 C = TypeVar("C", bound="TintConfig")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the one-line message names the file and the field."""
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line naming ``source``, the first offending field (dotted path) and what is wrong with it."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown field {field!r}{more}"
+    value = f" (got {first['input']!r})" if first["type"] != "missing" and not isinstance(first["input"], dict) else ""
+    return f"{source}: field {field!r}: {first['msg']}{value}{more}"
 
 
 class TintConfig(BaseModel):
@@ -21,11 +36,33 @@ class TintConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path) -> C:
-        """Load from a YAML file whose top level maps field names to values."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        """Load from a YAML file whose top level maps field names to values (missing fields keep their defaults).
+
+        Raises:
+            ConfigError: the file is missing, is not YAML, or a field is unknown or invalid (one line naming both).
+        """
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read configuration file: {error.strerror or error}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        return cls.model_validate(data)
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls: type[C], data: dict[str, Any], source: str = "configuration") -> C:
+        """Validate a mapping; a ``ConfigError`` names ``source`` and the offending field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error, source)) from None
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Dump as YAML (every field, defaults included); write to ``path`` when given."""
