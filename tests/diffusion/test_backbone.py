@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from tint_core.diffusion import Backbone, BackboneConfig, BackboneNotFoundError, load_backbone
+from tint_core.diffusion import Backbone, BackboneConfig, BackboneNotFoundError, backbone_identity, load_backbone
 from tint_core.diffusion.random_backbones import tiny_components
 
 
@@ -32,6 +32,16 @@ def test_identity_is_stable_and_follows_the_model(checkpoint, tmp_path):
     first = load_backbone(str(checkpoint), device="cpu").identity
     assert load_backbone(str(checkpoint), device="cpu").identity == first
     assert load_backbone("tiny", seed=0, device="cpu").identity != load_backbone("tiny", seed=1, device="cpu").identity
+
+
+def test_the_identity_is_known_without_loading_weights(checkpoint, monkeypatch, tmp_path):
+    assert backbone_identity(str(checkpoint)) == load_backbone(str(checkpoint), device="cpu").identity
+    assert backbone_identity("tiny", seed=2) == load_backbone("tiny", seed=2, device="cpu").identity
+    assert backbone_identity("sd15-random", seed=1) == "sd15-random:seed=1"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneNotFoundError, match="never downloads"):
+        backbone_identity("someone/missing-model")
 
 
 def test_a_checkpoint_folder_missing_a_component_names_it(checkpoint, tmp_path):

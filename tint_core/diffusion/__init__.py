@@ -1,7 +1,7 @@
 """The TINT generation engine: Stable Diffusion backbone, textual inversion, DDIM and null-text
 inversion, TINT sampling (SPEC §2–6)."""
 
-from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, load_backbone
+from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, backbone_identity, load_backbone
 from tint_core.diffusion.config import (
     BackboneConfig,
     EngineConfig,
@@ -26,6 +26,7 @@ __all__ = [
     "PreparationConfig",
     "SpecializationConfig",
     "TextualInversionConfig",
+    "backbone_identity",
     "generate_images",
     "load_backbone",
     "reconstruct",

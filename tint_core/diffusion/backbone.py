@@ -296,15 +296,26 @@ def load_backbone(
 
     target = resolve_device(device)
     if source == "tiny":
-        components, identity = random_backbones.tiny_components(seed), f"tiny:seed={seed}"
+        components, identity = random_backbones.tiny_components(seed), backbone_identity(source, seed)
     elif source == "sd15-random":
         components = random_backbones.sd15_random_components(seed, device=target)
-        identity = f"sd15-random:seed={seed}"
+        identity = backbone_identity(source, seed)
     else:
         folder, identity = _locate_checkpoint(source)
         components = _load_components(folder)
     backbone = Backbone.from_components(components, identity, target, precision)
     return backbone.compile_unet() if compile_unet else backbone
+
+
+def backbone_identity(source: str = DEFAULT_MODEL_ID, seed: int = 0) -> str:
+    """The identity ``load_backbone(source, seed=seed)`` gives, found without loading any weights.
+
+    Cheap enough to compute before every pipeline step (it goes into artifact keys), and it fails early with
+    ``BackboneNotFoundError`` when the checkpoint is not available offline.
+    """
+    if source in RANDOM_BACKBONES:
+        return f"{source}:seed={seed}"
+    return _locate_checkpoint(source)[1]
 
 
 def _locate_checkpoint(source: str) -> tuple[Path, str]:
