@@ -279,3 +279,26 @@ def test_gc_removes_an_empty_writer_folder_left_by_a_writer_killed_before_its_fi
     assert empty.is_dir()
     store.gc(older_than=0)
     assert not empty.exists()
+
+
+def test_verify_through_the_read_cache_downloads_a_part_once_and_still_catches_damage(s3_url, tmp_path):
+    store = ArtifactStore(s3_url, cache_dir=tmp_path / "cache")
+    key = key_for("verified")
+    store.put(key, sample_parts(), step="test")
+    assert store.verify([key], use_cache=True).valid == [key]  # fills the cache
+    store._backend.delete(part_path(store, key, "weights"))
+    assert store.verify([key], use_cache=True).valid == [key]  # the verified local copy answers
+    report = store.verify([key])  # the default checks the remote bytes themselves
+    assert key in report.quarantined and not store.exists(key)
+
+
+def test_check_writable_leaves_nothing_behind_and_names_an_unwritable_store(store_url, tmp_path):
+    from tint_core.store import StoreAccessError
+
+    store = ArtifactStore(store_url, cache_dir=tmp_path / "cache")
+    store.check_writable()
+    assert store._backend.files("") == []
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreAccessError, match="a-file"):
+        ArtifactStore(blocker / "store").check_writable()

@@ -366,6 +366,16 @@ class ArtifactStore:
             return ArtifactRef(store=self.url, key=key, digest=winner[1].digest)
         raise StoreError(f"could not write the manifest of artifact {key} in store {self.url}: it kept changing")
 
+    def check_writable(self) -> None:
+        """Write and delete a small probe file, so that a store that cannot be written fails now.
+
+        Raises:
+            StoreAccessError: the store refuses writes (read-only folder, denied bucket policy, …).
+        """
+        probe = f".write-check-{uuid.uuid4().hex}"
+        self._backend.write(probe, b"")
+        self._backend.delete(probe)
+
     # 3. Maintenance ---------------------------------------------------------------------------------------------
 
     def quarantine(self, key: str, reason: str, *, expected_manifest: bytes | None = None) -> str | None:
@@ -402,12 +412,17 @@ class ArtifactStore:
         logger.warning("quarantined artifact %s of store %s to %s: %s", key, self.url, location, reason)
         return location
 
-    def verify(self, keys: Iterable[str] | None = None, *, quarantine: bool = True) -> VerifyReport:
-        """Check every part of every artifact (or of ``keys``) against its manifest, bypassing the read cache.
+    def verify(
+        self, keys: Iterable[str] | None = None, *, quarantine: bool = True, use_cache: bool = False
+    ) -> VerifyReport:
+        """Check every part of every artifact (or of ``keys``) against its manifest.
 
         Args:
             keys: the artifacts to check; all of them by default.
             quarantine: move artifacts that fail aside (otherwise only report them).
+            use_cache: check remote parts through the local read cache (each part is downloaded once per machine,
+                and its cached copy is verified against the manifest's digest); by default the cache is bypassed
+                so that the remote bytes themselves are checked.
         """
         report = VerifyReport()
         for key in (self._keys() if keys is None else [_check_key(key) for key in keys]):
@@ -417,7 +432,7 @@ class ArtifactStore:
                     continue  # not (yet) an artifact: a writer at work or leftovers for gc
                 raw, manifest = found
                 for names in _batches(manifest):
-                    self._read_parts(manifest, raw, names, use_cache=False, quarantine=quarantine)
+                    self._read_parts(manifest, raw, names, use_cache=use_cache, quarantine=quarantine)
             except CorruptArtifactError as error:
                 report.corrupt[key] = str(error)
                 if error.quarantined_to:
