@@ -61,6 +61,21 @@ def unlabelled_pool(dataset: FewShotDataset, episode: Episode) -> list[str]:
     return [path for label in episode.classes for path in dataset.paths(episode.split, label) if path not in used]
 
 
+def adapt_teacher(
+    teacher: PrototypeTeacher, supports: torch.Tensor, labels: torch.Tensor, config: TeacherConfig
+) -> PrototypeTeacher:
+    """The teacher adapted to a support set: prototypes, after fine-tuning a copy when ``config.finetune_steps`` > 0.
+
+    The given teacher's backbone is never changed, so one loaded backbone can serve many episodes.
+    """
+    if config.finetune_steps > 0:
+        teacher = copy.deepcopy(teacher)
+        teacher.finetune(supports, labels, config)
+    else:
+        teacher.process_support_set(supports, labels)
+    return teacher
+
+
 def run_episode(
     episode: Episode,
     dataset: FewShotDataset,
@@ -92,11 +107,7 @@ def run_episode(
     support_labels, query_labels = episode.support_labels, episode.query_labels
     lap("load")
     # 2. teacher: prototypes (after optional fine-tuning), query accuracy, soft labels
-    if config.teacher.finetune_steps > 0:
-        teacher = copy.deepcopy(teacher)
-        teacher.finetune(supports, support_labels, config.teacher)
-    else:
-        teacher.process_support_set(supports, support_labels)
+    teacher = adapt_teacher(teacher, supports, support_labels, config.teacher)
     teacher_accuracy = episode_accuracy(teacher(queries, config.teacher.batch_size), query_labels)
     teacher_logits = None if unlabelled is None else teacher.soft_labels(unlabelled, config.teacher.batch_size)
     lap("teacher")

@@ -6,13 +6,17 @@ features, so distillation starts from a sensible N-way model instead of a random
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from tint_core.config import TintConfig
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, eval_in_batches
+from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, create_backbone, eval_in_batches
 from tint_core.fewshot.teacher import check_support_set, class_prototypes
 
 
@@ -72,3 +76,56 @@ def create_student(config: StudentConfig, n_way: int) -> Student:
     if n_way < 2:
         raise ValueError(f"a student needs n_way ≥ 2, got {n_way}")
     return Student(FeatureExtractor.from_config(config.backbone), n_way, config.head_scale)
+
+
+BACKBONE_PREFIX = "extractor.backbone."
+
+
+def student_description(student: Student, config: StudentConfig, classes: Sequence[str]) -> dict[str, object]:
+    """What rebuilds a student besides its tensors: timm name and kwargs, input size, head scale, class names."""
+    if len(classes) != student.n_way:
+        raise ValueError(f"{len(classes)} class names for a {student.n_way}-way student")
+    return {
+        "timm_name": config.backbone.name,
+        "model_kwargs": dict(config.backbone.model_kwargs),
+        "input_size": student.extractor.input_size,
+        "head_scale": student.head.scale,
+        "classes": list(classes),
+    }
+
+
+def student_from_state(tensors: Mapping[str, torch.Tensor], description: Mapping[str, object]) -> Student:
+    """Rebuild a student from its ``state_dict`` and :func:`student_description` (the timm backbone is built by
+    ``timm.create_model(timm_name, num_classes=0, **model_kwargs)``)."""
+    backbone = create_backbone(str(description["timm_name"]), **dict(description["model_kwargs"]))  # type: ignore[arg-type]
+    student = Student(FeatureExtractor(backbone, int(description["input_size"])), len(description["classes"]),
+                      float(description["head_scale"]))  # type: ignore[arg-type]  # fmt: skip
+    student.load_state_dict(dict(tensors), strict=True)
+    return student.eval()
+
+
+def save_student(student: Student, config: StudentConfig, classes: Sequence[str], path: str | Path) -> Path:
+    """Write one safetensors file: the student's tensors, with its description in the file's metadata.
+
+    The ``extractor.backbone.*`` tensors are a plain timm state dict (strip the prefix), the cosine head is
+    ``head.weight`` (n_way, features); :func:`load_student` reads the file back.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    description = student_description(student, config, classes)
+    tensors = {name: value.detach().contiguous() for name, value in student.state_dict().items()}
+    save_file(tensors, str(path), metadata={"tint_student": json.dumps(description)})
+    return path
+
+
+def load_student(path: str | Path) -> Student:
+    """Read a file written by :func:`save_student` (safetensors only: nothing is unpickled)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "tint_student" not in metadata:
+        raise ValueError(f"{path} is not a student written by save_student (no 'tint_student' metadata)")
+    return student_from_state(load_file(str(path)), json.loads(metadata["tint_student"]))
