@@ -1,0 +1,183 @@
+"""The benchmark flow: the same seeded episodes for every method, every step a cached artifact in one store.
+
+    dataset ─► episodes ─► specialisation units (an episode's classes, or one class) ─► generated images per method
+    base split ─► teacher and student backbones         teacher labels ◄─┘
+                                  per episode × method: soft labels ─► distilled student ─► score ─► aggregate
+
+Run the main job (the embedded demo defaults, or a YAML file):
+
+    python -m flows.benchmark [CONFIG.yaml] [--store URL] [--episodes E]
+"""
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from flows.records import wait_for_task_runs
+from tasks import StepTasks
+from tasks.results import publish_results, read_summary
+from tint_core.diffusion.backbone import RANDOM_BACKBONES
+from tint_core.pipeline.checks import USER_ERRORS, check_benchmark, max_queries
+from tint_core.pipeline.config import GENERATED_METHODS, BenchmarkConfig
+from tint_core.pipeline.presets import demo_config
+from tint_core.pipeline.results import BenchmarkSummary, summary_markdown
+from tint_core.store import ArtifactRef
+
+
+class BenchmarkOutcome(BaseModel):
+    """What a benchmark run returns: the summary, where the results are, and how many task runs it made."""
+
+    summary: BenchmarkSummary
+    results: ArtifactRef
+    task_runs: int
+
+
+def specialization_units(config: BenchmarkConfig) -> list[list[int]]:
+    """The class groups of one episode that each specialisation task covers."""
+    classes = list(range(config.episodes.n_way))
+    return [classes] if config.unit == "episode" else [[index] for index in classes]
+
+
+def _track(futures: list[PrefectFuture], units: list[PrefectFuture]) -> None:
+    """Keep a progress artifact on the flow run up to date while the steps finish."""
+    progress = create_progress_artifact(0.0, key="tint-benchmark-progress",
+                                        description=f"0 of {len(units)} specialisation units, 0 of {len(futures)} steps")  # fmt: skip
+    unit_ids = {future.task_run_id for future in units}
+    steps_done = units_done = 0
+    last = 0.0
+    for future in as_completed(futures):
+        steps_done += 1
+        units_done += future.task_run_id in unit_ids
+        if time.monotonic() - last > 1.0 or steps_done == len(futures):  # the API need not hear of every step
+            last = time.monotonic()
+            update_progress_artifact(progress, 100.0 * steps_done / len(futures),
+                                     description=f"{units_done} of {len(units)} specialisation units, "
+                                                 f"{steps_done} of {len(futures)} steps")  # fmt: skip
+
+
+@flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def benchmark(config: BenchmarkConfig = demo_config()) -> BenchmarkOutcome:
+    """Score supports-only, TI-only, TINT and real-pool students on the same episodes; summarise with intervals."""
+    logger = get_run_logger()
+    check_benchmark(config)  # one-line errors before any work, nothing written
+    steps, store, episodes = StepTasks(config.store), config.store, config.episodes
+    futures: list[PrefectFuture] = []
+
+    def submit(task, *args):  # noqa: ANN001, ANN202
+        future = task.submit(*args)
+        futures.append(future)
+        return future
+
+    # 1. data, episodes, backbones prepared on the base classes
+    dataset = submit(steps.index_dataset, store, config.dataset)
+    ids = [str(episode_id) for episode_id in range(episodes.episodes)]
+    episode = {e: submit(steps.sample_episode, store, dataset, episodes, int(e), config.dataset.image_size) for e in ids}
+    teacher, student = config.teacher, config.student
+    teacher_backbone = (submit(steps.prepare_backbone, store, dataset, teacher.model.backbone, teacher.pretrain,
+                               teacher.centre_on_base) if teacher.pretrain or teacher.centre_on_base else None)  # fmt: skip
+    student_backbone = (submit(steps.prepare_backbone, store, dataset, student.model.backbone, student.pretrain, False)
+                        if student.pretrain else None)  # fmt: skip
+    logger.info("stage 1: dataset, %d episodes of %d-way %d-shot, backbones", len(ids), episodes.n_way,
+                episodes.k_shot)  # fmt: skip
+
+    # 2. specialisation units, then each unit's images for every generating method
+    generated = [method for method in config.methods if method in GENERATED_METHODS]
+    units: list[PrefectFuture] = []
+    images: dict[str, dict[str, list[PrefectFuture]]] = {e: {} for e in ids}
+    if generated:
+        for e in ids:
+            episode_units = [submit(steps.specialize_unit, store, episode[e], classes, config.generator)
+                             for classes in specialization_units(config)]  # fmt: skip
+            units += episode_units
+            for method in generated:
+                images[e][method] = [submit(steps.generate_unit, store, unit, config.generator, method)
+                                     for unit in episode_units]  # fmt: skip
+    logger.info("stage 2: %d specialisation units (%s granularity), images for %s", len(units), config.unit,
+                ", ".join(generated) or "no method")  # fmt: skip
+
+    # 3. per episode: the teacher's score; per method: soft labels, distilled student, its score
+    teacher_scores, labels, scores = {}, {e: {} for e in ids}, {e: {} for e in ids}
+    for e in ids:
+        teacher_scores[e] = submit(steps.score_teacher, store, episode[e], teacher, teacher_backbone)
+        for method in config.methods:
+            unit_images = images[e].get(method)
+            pool = dataset if method == "real_pool" else None
+            if method != "supports_only":
+                labels[e][method] = submit(steps.label_images, store, episode[e], method, unit_images, pool, teacher,
+                                           teacher_backbone)  # fmt: skip
+            trained = submit(steps.distill_student, store, episode[e], method, unit_images, labels[e].get(method),
+                             pool, student, student_backbone)  # fmt: skip
+            scores[e][method] = submit(steps.evaluate_student, store, episode[e], trained)
+    logger.info("stage 3: %d students (%s) on %d episodes", len(ids) * len(config.methods), ", ".join(config.methods),
+                len(ids))  # fmt: skip
+
+    # 4. fan in
+    aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, episodes, config.evaluation,
+                       max_queries(config))  # fmt: skip
+    _track(futures, units)
+    results = aggregate.result()
+    summary = read_summary(store, results)
+    publish_results(summary, results)
+    logger.info("stage 4: results in %s\n%s", results.uri, summary_markdown(summary))
+    return BenchmarkOutcome(summary=summary, results=results, task_runs=len(futures))
+
+
+# The main job -------------------------------------------------------------------------------------------------------
+
+RANDOM_WEIGHTS_NOTE = """\
+Note: the '{source}' diffusion backbone has random weights, so its synthetic images are noise and the ti_only and
+tint rows say nothing about TINT; they show the pipeline working end to end. For real figures, use a Stable
+Diffusion checkpoint (and a real teacher) on a GPU, for example:
+    python -m flows.benchmark examples/sd15-gpu.yaml
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark flow (embedded demo defaults, or a YAML file), print the results, wait for Prefect."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", type=Path, help="BenchmarkConfig YAML (default: the embedded demo)")
+    parser.add_argument("--store", help="artifact store URL (overrides the configuration's)")
+    parser.add_argument("--episodes", type=int, help="number of episodes E (overrides the configuration's)")
+    args = parser.parse_args(argv)
+    config = BenchmarkConfig.from_yaml(args.config) if args.config else demo_config()
+    overrides = {"store": args.store} if args.store else {}
+    if args.episodes:
+        overrides["episodes"] = config.episodes.updated(episodes=args.episodes)
+    config = config.updated(**overrides) if overrides else config
+    check_benchmark(config)  # before Prefect starts: a bad input costs a line, not a server start-up
+    source = config.generator.specialization.backbone.source
+    if source in RANDOM_BACKBONES:  # random weights invert badly by design: no warning per support
+        logging.getLogger("tint_core.diffusion.specialization").setLevel(logging.ERROR)
+    started = time.perf_counter()
+    state = benchmark(config, return_state=True)
+    outcome: BenchmarkOutcome = state.result()
+    recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    cached = sum(run.state.name == "Cached" for run in recorded)
+    print(summary_markdown(outcome.summary))
+    print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in {time.perf_counter() - started:.0f} s")
+    print(f"results (table and summary): {outcome.results.uri}")
+    print(f"artifact store: {outcome.results.store}  (inspect with: tint store list {outcome.results.store})")
+    if config.needs_generator and source in RANDOM_BACKBONES:
+        print(RANDOM_WEIGHTS_NOTE.format(source=source))
+    return 0
+
+
+def cli() -> None:
+    """Entry point: one-line errors for bad input, exit code 1."""
+    try:
+        sys.exit(main())
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,45 @@
+"""Make sure Prefect has recorded a flow run's task runs before the process exits.
+
+Task-run states reach the server as events; a process that exits right after its flow can lose the last ones (the
+ephemeral server is still flushing). The main job therefore waits until the API reports every task run it submitted
+in a final state.
+"""
+
+import time
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
+
+PAGE = 200  # the API's largest page of task runs
+
+
+def read_task_runs(flow_run_id: UUID) -> list[TaskRun]:
+    """Every task run of a flow run (paged)."""
+    runs: list[TaskRun] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                         limit=PAGE, offset=len(runs))  # fmt: skip
+            runs += page
+            if len(page) < PAGE:
+                return runs
+
+
+def wait_for_task_runs(flow_run_id: UUID, expected: int, timeout: float = 300.0, poll: float = 0.5) -> list[TaskRun]:
+    """Poll until at least ``expected`` task runs of the flow run are recorded, all of them in a final state.
+
+    Raises:
+        TimeoutError: they are not recorded within ``timeout`` seconds (the message says how many are).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = read_task_runs(flow_run_id)
+        final = [run for run in runs if run.state is not None and run.state.is_final()]
+        if len(final) >= expected and len(final) == len(runs):
+            return runs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Prefect recorded {len(final)} of {expected} task runs of flow run {flow_run_id} in a "
+                               f"final state within {timeout:.0f} s")  # fmt: skip
+        time.sleep(poll)

@@ -1,0 +1,97 @@
+"""Prefect caching on the artifact store's content keys.
+
+A task run is Cached exactly when every artifact it writes is in the store and verifies against its digests; its
+Prefect cache record lives next to the artifacts (``<store>/prefect-records/<key>``), so runs on any machine and from
+any Prefect home that share the store share the cache. The record never outlives its artifacts: when one is missing,
+fails verification (it is then quarantined) or was recomputed into other bytes than the record holds, the record is
+deleted before Prefect looks for it, and the task runs again.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.results import ResultStore
+
+from tint_core.pipeline.resources import open_store
+from tint_core.store import ArtifactRef, ArtifactStore, canonical_json, sha256_hex
+from tint_core.store.backends import display_url
+
+RECORDS = "prefect-records"
+
+
+def record_key(keys: list[str]) -> str:
+    """The Prefect cache key of a task writing ``keys``: the key itself for one artifact, a digest of all for several."""
+    return keys[0] if len(keys) == 1 else sha256_hex(canonical_json(keys).encode())
+
+
+def _refs(result: Any) -> list[ArtifactRef]:
+    return list(result) if isinstance(result, list) else [result]
+
+
+def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, keys: list[str]) -> bool:
+    """Whether the record under ``key`` (if any) returns the artifacts now in the store, digest for digest."""
+    if not results.exists(key):
+        return True
+    try:
+        refs = _refs(results.read(key).result)
+    except Exception:  # an unreadable record is as good as none
+        return False
+    current = {manifest.key: manifest.digest for manifest in (store.inspect(k) for k in keys)}
+    return [(ref.key, ref.digest) for ref in refs] == [(k, current[k]) for k in keys]
+
+
+def _delete_record(results: ResultStore, key: str) -> None:
+    storage = results.result_storage
+    if isinstance(storage, LocalFileSystem):
+        Path(storage.basepath).expanduser().joinpath(key).unlink(missing_ok=True)
+    elif isinstance(storage, RemoteFileSystem):
+        path = f"{storage.basepath.rstrip('/')}/{key}"
+        if storage.filesystem.exists(path):
+            storage.filesystem.rm(path)
+    else:
+        raise TypeError(f"cannot delete cache records from {type(storage).__name__}; use store_records()")
+
+
+@dataclass
+class StoredArtifacts(CachePolicy):
+    """Cache policy of a pipeline step: its cache key is the content key of what it writes.
+
+    Args:
+        keys: the step's keys function (``tint_core.pipeline``), called with the task's arguments; the task must take
+            the store URL as ``store``.
+    """
+
+    keys: Callable[..., list[str]] | None = None
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> str | None:  # fmt: skip
+        if self.keys is None:
+            raise ValueError("StoredArtifacts needs the step's keys function")
+        keys = self.keys(**inputs)
+        key = record_key(keys)
+        store = open_store(inputs["store"])
+        # Remote parts are checked through the local read cache: downloaded once per machine, then re-hashed.
+        valid = set(store.verify(keys, use_cache=True).valid)
+        results = task_ctx.result_store
+        if valid != set(keys) or not _record_is_current(results, key, store, keys):
+            _delete_record(results, key)
+        return key
+
+
+def store_records(store: str) -> Path | str:
+    """Result storage for the cache records of steps writing to ``store``: ``<store>/prefect-records``.
+
+    A local store gives a path; a remote one a ``RemoteFileSystem`` block saved under a name derived from the URL
+    (Prefect accepts only saved blocks as result storage), with credentials from the environment as for the store.
+    """
+    url = display_url(store)
+    if "://" not in url:
+        return Path(url) / RECORDS
+    name = f"tint-records-{sha256_hex(url.encode())[:16]}"
+    RemoteFileSystem(basepath=f"{url}/{RECORDS}").save(name, overwrite=True)
+    return f"remote-file-system/{name}"

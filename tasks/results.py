@@ -1,0 +1,33 @@
+"""Fan-in: the results table and summary in the store, and the same as Prefect artifacts on the flow run."""
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.caching import StoredArtifacts
+from tasks.runtime import STEP_OPTIONS
+from tint_core.pipeline import results
+from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
+from tint_core.pipeline.resources import open_store
+from tint_core.store import ArtifactRef
+
+
+@task(name="aggregate", cache_policy=StoredArtifacts(keys=results.aggregate_keys), **STEP_OPTIONS)
+def aggregate_results(store: str, scores: dict[str, dict[str, ArtifactRef]], teacher: dict[str, ArtifactRef],
+                      labels: dict[str, dict[str, ArtifactRef]], episodes: EpisodeConfig, evaluation: EvaluationConfig,
+                      max_query: int) -> ArtifactRef:  # fmt: skip
+    """Per-method intervals, paired gains, variance decomposition and plans over every episode."""
+    return results.aggregate_results(store, scores, teacher, labels, episodes, evaluation, max_query)
+
+
+def read_summary(store: str, ref: ArtifactRef) -> results.BenchmarkSummary:
+    """The summary of an aggregate artifact."""
+    return results.BenchmarkSummary.model_validate(open_store(store).get(ref)["summary"])
+
+
+def publish_results(summary: results.BenchmarkSummary, ref: ArtifactRef) -> None:
+    """Attach the results to the current flow run: a table artifact and a Markdown summary artifact."""
+    create_table_artifact(results.summary_rows(summary), key="tint-benchmark-results",
+                          description=f"Mean ± 95% interval over {summary.episodes} episodes")  # fmt: skip
+    where = f"\n\nResults table and summary in the store: `{ref.uri}` (parts `results`, `summary`).\n"
+    create_markdown_artifact(results.summary_markdown(summary) + where, key="tint-benchmark-summary",
+                             description="Benchmark summary")  # fmt: skip

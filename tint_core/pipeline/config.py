@@ -1,0 +1,151 @@
+"""The pipeline's configuration: one pydantic model per flow, also the YAML file and the Prefect UI form.
+
+Class defaults follow SPEC (Stable Diffusion 1.5, a DINO teacher, 600 five-way episodes); ``presets.py`` holds the
+small configurations that run on a CPU (the demo, the tests).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tint_core.config import TintConfig
+from tint_core.diffusion.config import GenerationConfig, SpecializationConfig
+from tint_core.evaluation.planner import CostModel
+from tint_core.fewshot.distill import DistillConfig
+from tint_core.fewshot.pretrain import PretrainConfig
+from tint_core.fewshot.student import StudentConfig
+from tint_core.fewshot.teacher import TeacherConfig
+
+Method = Literal["supports_only", "ti_only", "tint", "real_pool"]
+METHODS: tuple[str, ...] = ("supports_only", "ti_only", "tint", "real_pool")
+# Methods whose unlabelled images come from the generator, and the generator's name for each.
+GENERATED_METHODS: dict[str, str] = {"ti_only": "text_only", "tint": "tint"}
+DIGITS = "digits"
+
+
+class DatasetConfig(TintConfig):
+    """Where the images come from and how they are loaded."""
+
+    source: str = Field(
+        DIGITS,
+        description="'digits' (scikit-learn's bundled handwritten digits, written into the store once; base = 0-4, "
+        "novel = 5-9) or the URL of an ImageFolder tree root/<split>/<class>/<image> (a local folder or s3://...); "
+        "split folders base/val/novel (or train/val/test).",
+    )
+    digits_size: int = Field(16, ge=8, le=64, description="Side of the digits PNGs; ignored for other sources.")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="Resize every image to this square side on loading; None: images keep "
+        "their size (they must then all be the same size)."
+    )
+
+
+class EpisodeConfig(TintConfig):
+    """The few-shot episodes: N classes from a split, K supports and Q queries per class, E episodes, seeded."""
+
+    split: str = Field("novel", description="Split the classes are drawn from (base, val, novel or an alias).")
+    n_way: int = Field(5, ge=2, le=100, description="N: classes per episode.")
+    k_shot: int = Field(1, ge=1, le=100, description="K: support images per class.")
+    n_query: int = Field(15, ge=1, le=1000, description="Q: query images per class (disjoint from the supports).")
+    episodes: int = Field(600, ge=2, le=100_000, description="E: episodes (at least 2, for an interval).")
+    seed: int = Field(0, description="Episode e is drawn from (seed, e): raising E keeps the first episodes.")
+
+
+class GeneratorConfig(TintConfig):
+    """The diffusion model's specialisation to each class and the images it then generates."""
+
+    specialization: SpecializationConfig = Field(
+        default_factory=SpecializationConfig, description="Backbone, textual inversion, null-text inversion, engine."
+    )
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="TINT sampling.")
+    seed: int = Field(0, description="Root seed of specialisation and generation (each class derives its own).")
+
+
+class TeacherSetup(TintConfig):
+    """The few-shot teacher and how its backbone is prepared."""
+
+    model: TeacherConfig = Field(default_factory=TeacherConfig, description="Backbone, prototype head, fine-tuning.")
+    pretrain: PretrainConfig | None = Field(
+        None, description="Pre-train the backbone on the dataset's base split first (None: use model.backbone.weights)."
+    )
+    centre_on_base: bool = Field(
+        False, description="Subtract the mean feature of the base images before cosine similarity."
+    )
+
+
+class StudentSetup(TintConfig):
+    """The tiny student, its base-class pre-training and the two ways it is trained on an episode."""
+
+    model: StudentConfig = Field(default_factory=StudentConfig, description="Architecture and initial weights.")
+    pretrain: PretrainConfig | None = Field(
+        default_factory=PretrainConfig,
+        description="Pre-train the backbone on the dataset's base split first (None: use model.backbone.weights).",
+    )
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on unlabelled images.")
+    supports_only: DistillConfig = Field(
+        default_factory=lambda: DistillConfig(epochs=50),
+        description="The supports-only baseline: the same loop on the supports alone (epochs = steps).",
+    )
+
+
+class EvaluationConfig(TintConfig):
+    """How results are summarised and what the planner aims for."""
+
+    target_half_width: float = Field(
+        0.01, gt=0, le=0.5, description="Half width of the 95% interval the planner proposes (E, Q) for (0.01 = ±1 "
+        "point)."
+    )
+    cost: CostModel = Field(default_factory=CostModel, description="Relative cost of an episode and of a query.")
+
+
+class BenchmarkConfig(TintConfig):
+    """A few-shot benchmark: the same seeded episodes for every method, scored with intervals and paired gains."""
+
+    store: str = Field(
+        "outputs/store", description="Artifact store: a local folder or s3://bucket/prefix (credentials from the "
+        "AWS environment)."
+    )
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="Images and their splits.")
+    episodes: EpisodeConfig = Field(default_factory=EpisodeConfig, description="N-way K-shot Q-query episodes.")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="Diffusion specialisation.")
+    teacher: TeacherSetup = Field(default_factory=TeacherSetup, description="Few-shot teacher.")
+    student: StudentSetup = Field(default_factory=StudentSetup, description="Tiny student.")
+    methods: list[Method] = Field(
+        default_factory=lambda: list(METHODS),
+        description="Compared on the same episodes: supports_only, ti_only (textual inversion only), tint, "
+        "real_pool (the class's unused real images, where the split has spare ones).",
+    )
+    unit: Literal["episode", "class"] = Field(
+        "episode", description="What one specialisation task covers: an episode's classes batched on one device, "
+        "or a single class. Artifacts are per class either way, so the choice never changes a key."
+    )
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Summary and planning.")
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> BenchmarkConfig:
+        if not self.methods:
+            raise ValueError("methods is empty: name at least one of " + ", ".join(METHODS))
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods lists a method twice: {self.methods}")
+        return self
+
+    @property
+    def needs_generator(self) -> bool:
+        """Whether any method uses synthetic images (otherwise nothing is specialised)."""
+        return any(method in GENERATED_METHODS for method in self.methods)
+
+
+class DistillAppConfig(TintConfig):
+    """The application: one folder of support images per class → a distilled student; no queries needed."""
+
+    supports: str = Field(description="Folder (local or s3://...) with one subfolder of support images per class.")
+    output: str = Field(description="Local folder receiving student.safetensors, student.json and report.md.")
+    store: str = Field("outputs/store", description="Artifact store: a local folder or s3://bucket/prefix.")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="Resize supports to this side on loading (None: they must share a size)."
+    )
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="Diffusion specialisation.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Few-shot teacher (with its weights).")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="Student architecture and weights.")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on the TINT images.")
