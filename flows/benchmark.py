@@ -21,7 +21,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.records import wait_for_task_runs
+from flows.records import Submissions, wait_for_task_runs
 from tasks import StepTasks
 from tasks.results import publish_results, read_summary
 from tint_core.diffusion.backbone import RANDOM_BACKBONES
@@ -69,12 +69,7 @@ def benchmark(config: BenchmarkConfig = demo_config()) -> BenchmarkOutcome:
     logger = get_run_logger()
     check_benchmark(config)  # one-line errors before any work, nothing written
     steps, store, episodes = StepTasks(config.store), config.store, config.episodes
-    futures: list[PrefectFuture] = []
-
-    def submit(task, *args):  # noqa: ANN001, ANN202
-        future = task.submit(*args)
-        futures.append(future)
-        return future
+    submit = Submissions()
 
     # 1. data, episodes, backbones prepared on the base classes
     dataset = submit(steps.index_dataset, store, config.dataset)
@@ -122,12 +117,12 @@ def benchmark(config: BenchmarkConfig = demo_config()) -> BenchmarkOutcome:
     # 4. fan in
     aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, episodes, config.evaluation,
                        max_queries(config))  # fmt: skip
-    _track(futures, units)
+    _track(submit.futures, units)
     results = aggregate.result()
     summary = read_summary(store, results)
     publish_results(summary, results)
-    logger.info("stage 4: results in %s\n%s", results.uri, summary_markdown(summary))
-    return BenchmarkOutcome(summary=summary, results=results, task_runs=len(futures))
+    logger.info("stage 4: %d episodes summarised; results table and summary in %s", len(ids), results.uri)
+    return BenchmarkOutcome(summary=summary, results=results, task_runs=len(submit.futures))
 
 
 # The main job -------------------------------------------------------------------------------------------------------

@@ -6,11 +6,14 @@ in a final state.
 """
 
 import time
+from typing import Any
 from uuid import UUID
 
+from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
+from prefect.futures import PrefectFuture
 
 PAGE = 200  # the API's largest page of task runs
 
@@ -43,3 +46,15 @@ def wait_for_task_runs(flow_run_id: UUID, expected: int, timeout: float = 300.0,
             raise TimeoutError(f"Prefect recorded {len(final)} of {expected} task runs of flow run {flow_run_id} in a "
                                f"final state within {timeout:.0f} s")  # fmt: skip
         time.sleep(poll)
+
+
+class Submissions:
+    """Submits a flow's tasks and remembers the futures: how many task runs Prefect must record, and what to track."""
+
+    def __init__(self) -> None:
+        self.futures: list[PrefectFuture] = []
+
+    def __call__(self, task: Task, *args: Any) -> PrefectFuture:
+        future = task.submit(*args)
+        self.futures.append(future)
+        return future

@@ -28,6 +28,7 @@ class StepTasks:
         self.label_images = configured(classify.label_images)
         self.distill_student = configured(classify.distill_student)
         self.evaluate_student = configured(classify.evaluate_student)
+        self.export_student = classify.export_student
         self.aggregate_results = configured(results.aggregate_results)
 
 

@@ -1,12 +1,13 @@
 """Classifier tasks: prepare backbones on the base classes, score the teacher, label, distil, evaluate."""
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
 from tasks.runtime import STEP_OPTIONS, device_slot
 from tint_core.fewshot.backbones import BackboneConfig
 from tint_core.fewshot.pretrain import PretrainConfig
-from tint_core.pipeline import classify
+from tint_core.pipeline import application, classify
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef
 
@@ -52,3 +53,10 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
 def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef) -> ArtifactRef:
     """A student's accuracy on the episode's queries."""
     return classify.evaluate_student(store, episode, student)
+
+
+@task(name="export-student", cache_policy=NO_CACHE)
+def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specializations: list[ArtifactRef],
+                   output: str) -> str:  # fmt: skip
+    """Write the distilled student, its description and a report into a plain folder (always runs: cheap)."""
+    return str(application.export_student(store, student, labels, specializations, output))

@@ -130,7 +130,7 @@ def test_a_planted_secret_never_appears_in_messages_or_logs(s3_env, monkeypatch,
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     caplog.set_level(logging.DEBUG)  # every logger, libraries included
     bucket_url = f"s3://tint-secret-{secrets.token_hex(4)}/store"
-    from conftest import make_bucket
+    from tests.conftest import make_bucket
 
     make_bucket(bucket_url[5:].split("/")[0])
     errors: list[BaseException] = []

@@ -97,11 +97,13 @@ class EngineConfig(TintConfig):
 class SpecializationConfig(TintConfig):
     """Everything that turns supports into class specialisations."""
 
-    backbone: BackboneConfig = BackboneConfig()
-    preparation: PreparationConfig = PreparationConfig()
-    textual_inversion: TextualInversionConfig = TextualInversionConfig()
-    null_text: NullTextConfig = NullTextConfig()
-    engine: EngineConfig = EngineConfig()
+    backbone: BackboneConfig = Field(BackboneConfig(), description="The diffusion model and how to run it.")
+    preparation: PreparationConfig = Field(PreparationConfig(), description="Bringing supports to the working size.")
+    textual_inversion: TextualInversionConfig = Field(
+        TextualInversionConfig(), description="One learned token per class."
+    )
+    null_text: NullTextConfig = Field(NullTextConfig(), description="DDIM + null-text inversion of each support.")
+    engine: EngineConfig = Field(EngineConfig(), description="Scheduling on the device (speed only, not results).")
 
 
 class GenerationConfig(TintConfig):

@@ -110,12 +110,16 @@ def save_student(student: Student, config: StudentConfig, classes: Sequence[str]
     The ``extractor.backbone.*`` tensors are a plain timm state dict (strip the prefix), the cosine head is
     ``head.weight`` (n_way, features); :func:`load_student` reads the file back.
     """
+    return save_student_state(student.state_dict(), student_description(student, config, classes), path)
+
+
+def save_student_state(tensors: Mapping[str, torch.Tensor], description: Mapping[str, object], path: str | Path) -> Path:
+    """:func:`save_student` for a state dict and description already at hand (e.g. read from the artifact store)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    description = student_description(student, config, classes)
-    tensors = {name: value.detach().contiguous() for name, value in student.state_dict().items()}
-    save_file(tensors, str(path), metadata={"tint_student": json.dumps(description)})
+    contiguous = {name: value.detach().contiguous() for name, value in tensors.items()}
+    save_file(contiguous, str(path), metadata={"tint_student": json.dumps(dict(description))})
     return path
 
 

@@ -91,11 +91,16 @@ def check_benchmark(config: BenchmarkConfig) -> None:
     _check_store(config.store)
 
 
-def check_distill_app(config: DistillAppConfig) -> None:
-    """Raise a one-line error for a support folder, model or store the application cannot use."""
-    check_support_folder(config.supports)
+def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
+    """Raise a one-line error for a support folder, model or store the application cannot use.
+
+    Returns:
+        Class name → number of supports, in the order the pipeline labels them.
+    """
+    counts = check_support_folder(config.supports)
     backbone = config.generator.specialization.backbone
     backbone_identity(backbone.source, backbone.seed)
     _check_backbone(config.teacher.backbone, "teacher", pretrained=False)
     _check_backbone(config.student.backbone, "student", pretrained=False)
     _check_store(config.store)
+    return counts

@@ -56,3 +56,12 @@ def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
         ),
         evaluation=EvaluationConfig(target_half_width=0.02),
     )
+
+
+
+def demo_yaml() -> str:
+    """``examples/demo.yaml``: the demo configuration written out, with a header saying how to regenerate it."""
+    header = ("# The main job's embedded defaults (tint_core.pipeline.presets.demo_config), written out: `make demo` "
+              "runs them.\n# Regenerate after changing demo_config:\n#   python -c 'from tint_core.pipeline.presets "
+              "import demo_yaml; print(demo_yaml(), end=\"\")' > examples/demo.yaml\n")
+    return header + demo_config().to_yaml()

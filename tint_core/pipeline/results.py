@@ -18,7 +18,7 @@ from tint_core.evaluation import (
     summarize,
 )
 from tint_core.evaluation.accuracy import t_quantile
-from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
+from tint_core.pipeline.config import METHODS, EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.step import Output, Step
 from tint_core.store import ArtifactRef
@@ -48,6 +48,10 @@ class BenchmarkSummary(BaseModel):
     target_half_width: float
     teacher: AccuracySummary
     methods: dict[str, MethodSummary]
+
+    def ordered(self) -> list[tuple[str, MethodSummary]]:
+        """Methods in the canonical order (supports_only, ti_only, tint, real_pool), whatever order JSON kept."""
+        return sorted(self.methods.items(), key=lambda item: METHODS.index(item[0]))
 
 
 def _aggregate_output(scores: Mapping[str, Mapping[str, ArtifactRef]], teacher: Mapping[str, ArtifactRef],
@@ -160,7 +164,7 @@ def summary_rows(summary: BenchmarkSummary) -> list[dict[str, str]]:
     """One display row per model (the teacher first): accuracy and paired gain in points, with 95% intervals."""
     rows = [{"model": "teacher", "accuracy (%)": _points(summary.teacher), "gain over supports_only (points)": "—",
              "teacher agreement": "—", "episodes for ±target gain": "—"}]  # fmt: skip
-    for method, result in summary.methods.items():
+    for method, result in summary.ordered():
         rows.append({
             "model": f"student: {method}", "accuracy (%)": _points(result.accuracy),
             "gain over supports_only (points)": _points(result.gain, signed=True),
@@ -184,7 +188,7 @@ def summary_markdown(summary: BenchmarkSummary) -> str:
     lines += ["", f"Variance per episode (between-episode σ² and binomial part at Q = {summary.n_query}) and the "
               f"planner's cheapest (E, Q) for ±{target:g} points:", "",
               "| model | σ² between episodes | binomial | planned E | planned Q |", "|---|---|---|---|---|"]  # fmt: skip
-    for method, result in summary.methods.items():
+    for method, result in summary.ordered():
         plan = result.plan
         lines.append(f"| student: {method} | {result.variance.between_episode_variance:.5f} | "
                      f"{result.variance.binomial_variance:.5f} | {plan.n_episodes if plan else '—'} | "

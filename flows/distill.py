@@ -1,0 +1,69 @@
+"""The application flow: a folder of support images per class → a distilled student and a report.
+
+    python -m flows.distill CONFIG.yaml      (a DistillAppConfig: supports, output, models)
+
+The supports are specialised (textual + null-text inversion), TINT images are generated and labelled by the teacher,
+and the student is distilled on them; no query set is needed. Every step is cached in the store.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from flows.records import Submissions, wait_for_task_runs
+from tasks import StepTasks
+from tint_core.pipeline.checks import USER_ERRORS, check_distill_app
+from tint_core.pipeline.config import DistillAppConfig, StudentSetup, TeacherSetup
+
+METHOD = "tint"
+
+
+class DistillOutcome(BaseModel):
+    """Where the student and its report were written, and how many task runs the flow made."""
+
+    student: str
+    report: str
+    task_runs: int
+
+
+@flow(name="distill")
+def distill(config: DistillAppConfig) -> DistillOutcome:
+    """Distil a student from a folder of support images (one subfolder per class) through TINT images."""
+    counts = check_distill_app(config)  # one-line errors before any work, nothing written
+    steps, store, submit = StepTasks(config.store), config.store, Submissions()
+    teacher = TeacherSetup(model=config.teacher)
+    student = StudentSetup(model=config.student, pretrain=None, distill=config.distill)
+    supports = submit(steps.index_support_set, store, config.supports, config.image_size)
+    specializations = submit(steps.specialize_unit, store, supports, list(range(len(counts))), config.generator)
+    images = [submit(steps.generate_unit, store, specializations, config.generator, METHOD)]
+    labels = submit(steps.label_images, store, supports, METHOD, images, None, teacher, None)
+    trained = submit(steps.distill_student, store, supports, METHOD, images, labels, None, student, None)
+    path = Path(submit(steps.export_student, store, trained, labels, specializations, config.output).result())
+    get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
+                          path.parent / "report.md")  # fmt: skip
+    return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), task_runs=len(submit.futures))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the distill flow on a YAML configuration, print where the student is, wait for Prefect's records."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path, help="DistillAppConfig YAML")
+    args = parser.parse_args(argv)
+    config = DistillAppConfig.from_yaml(args.config)
+    check_distill_app(config)
+    state = distill(config, return_state=True)
+    outcome: DistillOutcome = state.result()
+    wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    print(f"student: {outcome.student}\nreport: {outcome.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,85 @@
+"""Pipeline test helpers: a small benchmark configuration on the bundled digits and the tiny random backbone, and
+running a flow until Prefect has recorded every task run."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from tint_core.diffusion.config import (
+    BackboneConfig,
+    GenerationConfig,
+    NullTextConfig,
+    SpecializationConfig,
+    TextualInversionConfig,
+)
+from tint_core.fewshot import backbones
+from tint_core.fewshot.distill import DistillConfig
+from tint_core.fewshot.pretrain import PretrainConfig
+from tint_core.fewshot.student import StudentConfig
+from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.pipeline import BenchmarkConfig, GeneratorConfig, StudentSetup, TeacherSetup, demo_config
+
+torch.set_num_threads(1)  # tiny models: a second thread gains little and fights the flow's worker threads
+
+timings: list[str] = []  # one line per labelled run, printed at the end of the session
+
+TINY_TEACHER = backbones.BackboneConfig(name="tint_convnet_tiny", input_size=16,
+                                        model_kwargs={"img_size": 16, "global_pool": "flatten"})  # fmt: skip
+TINY_STUDENT = backbones.BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
+TINY_GENERATOR = GeneratorConfig(
+    specialization=SpecializationConfig(
+        backbone=BackboneConfig(source="tiny", device="cpu"),
+        textual_inversion=TextualInversionConfig(steps=3, warmup_steps=1),
+        null_text=NullTextConfig(num_steps=3, inner_steps=2),
+    ),
+    generation=GenerationConfig(images_per_class=4),
+)
+
+
+def small_config(store: str, **changes: object) -> BenchmarkConfig:
+    """The demo's shape at test scale: 3-way 1-shot, 4 queries, 2 episodes, every method, seconds per run."""
+    base = demo_config(store)
+    config = base.updated(
+        episodes=base.episodes.updated(n_way=3, n_query=4, episodes=2),
+        generator=TINY_GENERATOR,
+        teacher=TeacherSetup(model=TeacherConfig(backbone=TINY_TEACHER), pretrain=PretrainConfig(epochs=1),
+                             centre_on_base=True),  # fmt: skip
+        student=StudentSetup(model=StudentConfig(backbone=TINY_STUDENT), pretrain=PretrainConfig(epochs=1),
+                             distill=DistillConfig(epochs=1, batch_size=16), supports_only=DistillConfig(epochs=2)),  # fmt: skip
+    )
+    return config.updated(**changes) if changes else config
+
+
+@dataclass
+class Run:
+    """A finished flow run: its result, every task run Prefect recorded, and how long it took."""
+
+    outcome: object
+    task_runs: list
+    seconds: float
+
+    def executed(self) -> Counter:
+        """Task name → how many of its runs executed (were not served from the cache)."""
+        return Counter(run.name.rsplit("-", 1)[0] for run in self.task_runs if run.state.name != "Cached")
+
+    @property
+    def all_cached(self) -> bool:
+        return all(run.state.name == "Cached" for run in self.task_runs)
+
+
+def run_flow(flow, *args: object, label: str | None = None) -> Run:  # noqa: ANN001
+    """Run a flow, then wait until Prefect has recorded every task run it submitted in a final state."""
+    from flows.records import wait_for_task_runs
+
+    started = time.perf_counter()
+    state = flow(*args, return_state=True)
+    outcome = state.result()
+    runs = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    seconds = time.perf_counter() - started
+    if label:
+        timings.append(f"{label}: {seconds:.1f} s, {len(runs)} task runs, {sum(r.state.name == 'Cached' for r in runs)} cached")
+    return Run(outcome, runs, seconds)

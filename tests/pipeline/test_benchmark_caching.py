@@ -1,0 +1,108 @@
+"""The benchmark flow on a real Prefect server: every step cached on its content key, reruns compute exactly what
+changed, and the Prefect cache never outlives (or disagrees with) the artifacts in the store."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.benchmark import benchmark
+from tests.pipeline.helpers import run_flow, small_config
+from tint_core.store import ArtifactStore
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize", "generate", "score-teacher", "label",
+             "distill", "evaluate", "aggregate"}  # fmt: skip
+
+
+def test_a_second_identical_run_recomputes_nothing(tmp_path):
+    config = small_config(str(tmp_path / "store"))
+    first = run_flow(benchmark, config, label="first run (2 episodes, 3-way)")
+    assert {run.name.rsplit("-", 1)[0] for run in first.task_runs} == ALL_STEPS
+    assert all(run.state.is_completed() for run in first.task_runs) and not first.all_cached
+    # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 teacher score, 3 labels,
+    # 4 students, 4 scores) + 1 aggregate
+    assert len(first.task_runs) == 1 + 2 + 2 + 2 * 15 + 1
+
+    second = run_flow(benchmark, config, label="identical second run")
+    assert len(second.task_runs) == len(first.task_runs) and second.all_cached
+    assert second.outcome.results == first.outcome.results and second.outcome.summary == first.outcome.summary
+    assert set(second.outcome.summary.methods) == {"supports_only", "ti_only", "tint", "real_pool"}
+
+
+def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(tmp_path):
+    config = small_config(str(tmp_path / "store"))
+    run_flow(benchmark, config)
+    more = run_flow(benchmark, config.updated(episodes=config.episodes.updated(episodes=3)), label="E 2 → 3")
+    assert more.executed() == {"sample-episode": 1, "specialize": 1, "generate": 2, "score-teacher": 1, "label": 3,
+                               "distill": 4, "evaluate": 4, "aggregate": 1}  # fmt: skip
+    assert [run.name for run in more.task_runs if run.name.startswith("sample-episode") and run.state.name != "Cached"
+            ] == ["sample-episode-2"]  # fmt: skip
+    assert more.outcome.summary.episodes == 3
+
+
+def test_changing_only_the_generation_reruns_generation_and_what_follows_it(tmp_path):
+    config = small_config(str(tmp_path / "store"))
+    run_flow(benchmark, config)
+    generator = config.generator.updated(generation=config.generator.generation.updated(images_per_class=5))
+    changed = run_flow(benchmark, config.updated(generator=generator), label="generation changed")
+    # per episode: both image sets, and the two generated methods' labels, students and scores
+    assert changed.executed() == {"generate": 4, "label": 4, "distill": 4, "evaluate": 4, "aggregate": 1}
+
+
+def _specializations(store: ArtifactStore) -> list:
+    return store.list(step="specialize")
+
+
+def test_deleting_one_class_specialization_reruns_only_its_producer(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url, unit="class")
+    run_flow(benchmark, config)
+    store = ArtifactStore(url)
+    victim = _specializations(store)[0]
+    shutil.rmtree(Path(url) / "artifacts" / victim.key)
+
+    again = run_flow(benchmark, config, label="one class's specialisation deleted")
+    # Recomputed into the same bytes (seeded, deterministic), so nothing downstream has to change.
+    assert again.executed() == {"specialize": 1}
+    assert store.ref(victim.key).digest == victim.digest
+
+
+def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url, unit="class")
+    first = run_flow(benchmark, config)
+    store = ArtifactStore(url)
+    victim = _specializations(store)[0]
+    parts = store.get(victim.key).load()
+    parts["inversion"]["null_embeddings"] = parts["inversion"]["null_embeddings"] * 1.01  # another machine's result
+    shutil.rmtree(Path(url) / "artifacts" / victim.key)
+    store.put(victim.key, parts, step=victim.step, params=victim.params, inputs=victim.inputs)
+
+    again = run_flow(benchmark, config, label="one specialisation recomputed differently")
+    # Its unit task (record refreshed) and that class's two image sets run again. TI-only images ignore the null
+    # embeddings, so they come out byte for byte the same and their labels and student stay cached: only TINT's
+    # labels, student and score follow, then the aggregate.
+    assert again.executed() == {"specialize": 1, "generate": 2, "label": 1, "distill": 1, "evaluate": 1,
+                                "aggregate": 1}  # fmt: skip
+    assert again.outcome.results.key != first.outcome.results.key
+
+
+def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    first = run_flow(benchmark, config)
+    store = ArtifactStore(url)
+    victim = store.list(step="generate")[0]
+    part = Path(url) / "artifacts" / victim.key / victim.part_path("images")
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: same size, wrong digest
+    part.write_bytes(bytes(data))
+
+    again = run_flow(benchmark, config, label="one image set corrupted")
+    assert again.executed() == {"generate": 1}  # the unit producing it, into the same bytes
+    assert store.ref(victim.key).digest == victim.digest and store.verify().ok
+    quarantined = list((Path(url) / "quarantine").iterdir())
+    assert len(quarantined) == 1 and quarantined[0].name.startswith(victim.key)
+    assert again.outcome.summary == first.outcome.summary

@@ -1,0 +1,55 @@
+"""The pipeline's configuration files and the layering of the code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tint_core.pipeline import BenchmarkConfig, DistillAppConfig
+from tint_core.pipeline.presets import demo_config, demo_yaml
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def test_the_committed_demo_yaml_is_the_embedded_demo_configuration():
+    assert (EXAMPLES / "demo.yaml").read_text() == demo_yaml(), "stale: regenerate as its header says"
+    assert BenchmarkConfig.from_yaml(EXAMPLES / "demo.yaml") == demo_config()
+
+
+@pytest.mark.parametrize("name, model", [("sd15-gpu.yaml", BenchmarkConfig), ("distill-app.yaml", DistillAppConfig)])
+def test_every_example_configuration_loads(name, model):
+    config = model.from_yaml(EXAMPLES / name)
+    assert config.generator.specialization.backbone.device == "cuda"
+
+
+def test_yaml_fields_left_out_keep_the_spec_defaults(tmp_path):
+    path = tmp_path / "partial.yaml"
+    path.write_text("episodes:\n  k_shot: 5\n")
+    config = BenchmarkConfig.from_yaml(path)
+    assert config.episodes.k_shot == 5 and config.episodes.n_way == 5 and config.episodes.episodes == 600
+    assert config.generator.specialization.textual_inversion.steps == 5000  # SPEC, not the demo's
+
+
+def test_every_parameter_of_the_benchmark_form_has_a_description():
+    def undocumented(schema: dict, defs: dict, path: str = "") -> list[str]:
+        missing = []
+        for name, field in schema.get("properties", {}).items():
+            if "description" not in field:
+                missing.append(f"{path}{name}")
+            ref = field.get("$ref") or next((item.get("$ref") for item in field.get("anyOf", []) if "$ref" in item),
+                                            None)  # fmt: skip
+            if ref:
+                missing += undocumented(defs[ref.rsplit("/", 1)[1]], defs, f"{path}{name}.")
+        return missing
+
+    schema = BenchmarkConfig.model_json_schema()
+    assert undocumented(schema, schema["$defs"]) == []
+
+
+def test_the_library_never_imports_prefect():
+    code = ("import importlib, pkgutil, sys, tint_core\n"
+            "for module in pkgutil.walk_packages(tint_core.__path__, 'tint_core.'):\n"
+            "    importlib.import_module(module.name)\n"
+            "assert 'prefect' not in sys.modules, sorted(m for m in sys.modules if m.startswith('prefect'))\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
