@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# The main job: the benchmark flow on embedded defaults (digits, tiny backbone, local store, ephemeral Prefect).
 demo: setup
-	$(BIN)/python -m tint_core.demo
+	$(BIN)/python -m flows.benchmark
 
 test: setup
 	$(BIN)/python -m pytest

@@ -47,24 +47,31 @@ def specialization_units(config: BenchmarkConfig) -> list[list[int]]:
 
 
 def _track(futures: list[PrefectFuture], units: list[PrefectFuture]) -> None:
-    """Keep a progress artifact on the flow run up to date while the steps finish."""
+    """Report progress while the steps finish: a progress artifact on the flow run, and a log line every tenth."""
+    logger = get_run_logger()
     progress = create_progress_artifact(0.0, key="tint-benchmark-progress",
                                         description=f"0 of {len(units)} specialisation units, 0 of {len(futures)} steps")  # fmt: skip
     unit_ids = {future.task_run_id for future in units}
     steps_done = units_done = 0
-    last = 0.0
+    last_update, last_tenth = 0.0, 0
     for future in as_completed(futures):
         steps_done += 1
         units_done += future.task_run_id in unit_ids
-        if time.monotonic() - last > 1.0 or steps_done == len(futures):  # the API need not hear of every step
-            last = time.monotonic()
-            update_progress_artifact(progress, 100.0 * steps_done / len(futures),
-                                     description=f"{units_done} of {len(units)} specialisation units, "
-                                                 f"{steps_done} of {len(futures)} steps")  # fmt: skip
+        description = f"{units_done} of {len(units)} specialisation units, {steps_done} of {len(futures)} steps"
+        if time.monotonic() - last_update > 1.0 or steps_done == len(futures):  # the API need not hear of each step
+            last_update = time.monotonic()
+            update_progress_artifact(progress, 100.0 * steps_done / len(futures), description=description)
+        tenth = 10 * steps_done // len(futures)
+        if tenth > last_tenth:
+            last_tenth = tenth
+            logger.info("progress: %s", description)
+
+
+DEMO = demo_config()  # the flow's default parameter: the main job's embedded defaults
 
 
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def benchmark(config: BenchmarkConfig = demo_config()) -> BenchmarkOutcome:
+def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     """Score supports-only, TI-only, TINT and real-pool students on the same episodes; summarise with intervals."""
     logger = get_run_logger()
     check_benchmark(config)  # one-line errors before any work, nothing written
@@ -74,7 +81,9 @@ def benchmark(config: BenchmarkConfig = demo_config()) -> BenchmarkOutcome:
     # 1. data, episodes, backbones prepared on the base classes
     dataset = submit(steps.index_dataset, store, config.dataset)
     ids = [str(episode_id) for episode_id in range(episodes.episodes)]
-    episode = {e: submit(steps.sample_episode, store, dataset, episodes, int(e), config.dataset.image_size) for e in ids}
+    episode = {
+        e: submit(steps.sample_episode, store, dataset, episodes, int(e), config.dataset.image_size) for e in ids
+    }
     teacher, student = config.teacher, config.student
     teacher_backbone = (submit(steps.prepare_backbone, store, dataset, teacher.model.backbone, teacher.pretrain,
                                teacher.centre_on_base) if teacher.pretrain or teacher.centre_on_base else None)  # fmt: skip
@@ -141,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", type=Path, help="BenchmarkConfig YAML (default: the embedded demo)")
     parser.add_argument("--store", help="artifact store URL (overrides the configuration's)")
     parser.add_argument("--episodes", type=int, help="number of episodes E (overrides the configuration's)")
+    parser.add_argument("--verbose", action="store_true", help="log every task run, not only the flow's progress")
     args = parser.parse_args(argv)
-    config = BenchmarkConfig.from_yaml(args.config) if args.config else demo_config()
+    config = BenchmarkConfig.from_yaml(args.config) if args.config else DEMO
     overrides = {"store": args.store} if args.store else {}
     if args.episodes:
         overrides["episodes"] = config.episodes.updated(episodes=args.episodes)
@@ -151,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     source = config.generator.specialization.backbone.source
     if source in RANDOM_BACKBONES:  # random weights invert badly by design: no warning per support
         logging.getLogger("tint_core.diffusion.specialization").setLevel(logging.ERROR)
+    if not args.verbose:  # stage and progress lines from the flow; task runs stay in the Prefect UI
+        logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
     started = time.perf_counter()
     state = benchmark(config, return_state=True)
     outcome: BenchmarkOutcome = state.result()

@@ -39,7 +39,7 @@ def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, key
         return True
     try:
         refs = _refs(results.read(key).result)
-    except Exception:  # an unreadable record is as good as none
+    except Exception:  # noqa: BLE001  (an unreadable record, whatever the reason, is as good as none)
         return False
     current = {manifest.key: manifest.digest for manifest in (store.inspect(k) for k in keys)}
     return [(ref.key, ref.digest) for ref in refs] == [(k, current[k]) for k in keys]

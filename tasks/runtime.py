@@ -22,7 +22,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except StoreRetryError:
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001  (anything else is not transient)
         return False
     return False
 

@@ -95,3 +95,19 @@ def test_bad_inputs_are_named_before_any_work(workspace, tmp_path):
         app, ["generate", str(workspace / "out"), str(tmp_path / "gen"), *TINY, "--backbone-seed", "1"]
     )
     assert other.exit_code == 1 and "specialised on tiny:seed=0, not tiny:seed=1" in other.stderr
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("textual_inversion: {steps: 3\n", "not valid YAML at line"),
+     ("null_text:\n  num_stepz: 3\n", "unknown field 'null_text.num_stepz'"),
+     ("textual_inversion:\n  steps: 0\n", "field 'textual_inversion.steps': Input should be greater than or equal to 1")],
+)  # fmt: skip
+def test_a_bad_config_file_is_one_line_naming_the_file_and_the_field(workspace, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["specialize", str(workspace / "supports"), str(tmp_path / "out"), "--config",
+                                 str(path), *TINY])  # fmt: skip
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {path}: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

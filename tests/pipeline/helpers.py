@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
+from prefect import Flow
 
 from tint_core.diffusion.config import (
     BackboneConfig,
@@ -46,10 +47,15 @@ def small_config(store: str, **changes: object) -> BenchmarkConfig:
     config = base.updated(
         episodes=base.episodes.updated(n_way=3, n_query=4, episodes=2),
         generator=TINY_GENERATOR,
-        teacher=TeacherSetup(model=TeacherConfig(backbone=TINY_TEACHER), pretrain=PretrainConfig(epochs=1),
-                             centre_on_base=True),  # fmt: skip
-        student=StudentSetup(model=StudentConfig(backbone=TINY_STUDENT), pretrain=PretrainConfig(epochs=1),
-                             distill=DistillConfig(epochs=1, batch_size=16), supports_only=DistillConfig(epochs=2)),  # fmt: skip
+        teacher=TeacherSetup(
+            model=TeacherConfig(backbone=TINY_TEACHER), pretrain=PretrainConfig(epochs=1), centre_on_base=True
+        ),
+        student=StudentSetup(
+            model=StudentConfig(backbone=TINY_STUDENT),
+            pretrain=PretrainConfig(epochs=1),
+            distill=DistillConfig(epochs=1, batch_size=16),
+            supports_only=DistillConfig(epochs=2),
+        ),
     )
     return config.updated(**changes) if changes else config
 
@@ -71,7 +77,7 @@ class Run:
         return all(run.state.name == "Cached" for run in self.task_runs)
 
 
-def run_flow(flow, *args: object, label: str | None = None) -> Run:  # noqa: ANN001
+def run_flow(flow: Flow, *args: object, label: str | None = None) -> Run:
     """Run a flow, then wait until Prefect has recorded every task run it submitted in a final state."""
     from flows.records import wait_for_task_runs
 
@@ -81,5 +87,7 @@ def run_flow(flow, *args: object, label: str | None = None) -> Run:  # noqa: ANN
     runs = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
     seconds = time.perf_counter() - started
     if label:
-        timings.append(f"{label}: {seconds:.1f} s, {len(runs)} task runs, {sum(r.state.name == 'Cached' for r in runs)} cached")
+        timings.append(
+            f"{label}: {seconds:.1f} s, {len(runs)} task runs, {sum(r.state.name == 'Cached' for r in runs)} cached"
+        )
     return Run(outcome, runs, seconds)

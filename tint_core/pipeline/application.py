@@ -1,8 +1,8 @@
 """The application's last step: write the distilled student and a report into a plain folder.
 
-    <output>/student.safetensors   the student (timm backbone tensors under ``extractor.backbone.*``, cosine head)
-    <output>/student.json          timm name and kwargs, input size, head scale, class names, training curves
-    <output>/report.md             supports, their reconstruction quality, synthetic images, teacher agreement
+<output>/student.safetensors   the student (timm backbone tensors under ``extractor.backbone.*``, cosine head)
+<output>/student.json          timm name and kwargs, input size, head scale, class names, training curves
+<output>/report.md             supports, their reconstruction quality, synthetic images, teacher agreement
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
     specs = [load_specialization(opened, ref) for ref in specializations]
     lines = [
         f"# Distilled student: {description['timm_name']}, {len(description['classes'])} classes", "",
-        f"Student file: `{STUDENT_FILE}` (load with `tint_core.fewshot.student.load_student`, or build "
-        f"`timm.create_model({description['timm_name']!r}, num_classes=0, **model_kwargs)` and load the "
-        "`extractor.backbone.*` tensors without that prefix). Input: RGB in [0, 1] at "
-        f"{description['input_size']}×{description['input_size']}.", "",
+        (f"Student file: `{STUDENT_FILE}` (load with `tint_core.fewshot.student.load_student`, or build "
+         f"`timm.create_model({description['timm_name']!r}, num_classes=0, **model_kwargs)` and load the "
+         "`extractor.backbone.*` tensors without that prefix). Input: RGB in [0, 1] at "
+         f"{description['input_size']}×{description['input_size']}."), "",
         "| class | supports | reconstruction PSNR per support (dB) | teacher agreement on synthetic images |",
         "|---|---|---|---|",
     ]  # fmt: skip
@@ -61,10 +61,14 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
         lines.append(f"| {spec.class_name} | {spec.num_supports} | {psnr} | "
                      f"{'—' if agreement is None else f'{100 * agreement:.0f}%'} |")  # fmt: skip
     final = {name: values[-1] for name, values in curves.items()}
-    lines += ["", f"{summary['images']} synthetic images labelled by the teacher; it put "
-              f"{100 * summary['agreement']:.0f}% in their intended class.",
-              f"Distillation: {len(next(iter(curves.values())))} epochs, final "
-              + ", ".join(f"{name} {value:.4f}" for name, value in final.items()) + "."]  # fmt: skip
+    losses = ", ".join(f"{name} {value:.4f}" for name, value in final.items())
+    lines += [
+        "",
+        (
+            f"{summary['images']} synthetic images labelled by the teacher; it put "
+            f"{100 * summary['agreement']:.0f}% in their intended class."
+        ),
+        f"Distillation: {len(next(iter(curves.values())))} epochs, final {losses}.",
+    ]
     _write_atomically(folder / "report.md", "\n".join(lines) + "\n")
     return folder / STUDENT_FILE
-

@@ -10,10 +10,10 @@ from tint_core.data.datasets import FewShotDataset, ImageRecord, canonical_split
 from tint_core.data.episodes import EpisodeSampler
 from tint_core.diffusion import backbone_identity
 from tint_core.fewshot.backbones import BackboneConfig, check_model_name
+from tint_core.images import ImageReadError
 from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DistillAppConfig
 from tint_core.pipeline.data import check_support_folder, digits_class_counts
 from tint_core.pipeline.resources import open_store, weights_identity
-from tint_core.images import ImageReadError
 from tint_core.store import ArtifactStore, StoreError
 
 # Errors that mean "the input or the environment is wrong": their message is the whole story, no traceback needed.
@@ -80,9 +80,9 @@ def check_benchmark(config: BenchmarkConfig) -> None:
         StoreAccessError: the store cannot be reached or written.
     """
     _check_episodes(config)
-    if config.teacher.pretrain is not None or config.student.pretrain is not None or config.teacher.centre_on_base:
-        if not split_counts(config, "base"):
-            raise ValueError("pre-training needs a base split, and the dataset's is empty")
+    base_needed = config.teacher.pretrain is not None or config.student.pretrain is not None
+    if (base_needed or config.teacher.centre_on_base) and not split_counts(config, "base"):
+        raise ValueError("pre-training needs a base split, and the dataset's is empty")
     if config.needs_generator:
         backbone = config.generator.specialization.backbone
         backbone_identity(backbone.source, backbone.seed)

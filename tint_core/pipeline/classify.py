@@ -18,7 +18,7 @@ from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
 from tint_core.fewshot.distill import train_student
 from tint_core.fewshot.pretrain import PretrainConfig, pretrain_on_base
 from tint_core.fewshot.run import adapt_teacher
-from tint_core.fewshot.student import student_description, student_from_state
+from tint_core.fewshot.student import Student, student_description, student_from_state
 from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
 from tint_core.images import resize
 from tint_core.pipeline.config import GENERATED_METHODS, StudentSetup, TeacherSetup
@@ -300,7 +300,7 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
     return _distill_output(episode, method, images, labels, dataset, student, prepared).ensure(opened, compute)
 
 
-def load_distilled(store: ArtifactStore, ref: ArtifactRef):  # noqa: ANN201  (a Student)
+def load_distilled(store: ArtifactStore, ref: ArtifactRef) -> Student:
     """The student stored under ``ref``, ready for inference."""
     artifact = store.get(ref)
     return student_from_state(artifact["weights"], artifact["model"])

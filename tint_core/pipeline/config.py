@@ -36,8 +36,11 @@ class DatasetConfig(TintConfig):
     )
     digits_size: int = Field(16, ge=8, le=64, description="Side of the digits PNGs; ignored for other sources.")
     image_size: int | None = Field(
-        None, ge=8, le=1024, description="Resize every image to this square side on loading; None: images keep "
-        "their size (they must then all be the same size)."
+        None,
+        ge=8,
+        le=1024,
+        description="Resize every image to this square side on loading; None: images keep "
+        "their size (they must then all be the same size).",
     )
 
 
@@ -93,8 +96,10 @@ class EvaluationConfig(TintConfig):
     """How results are summarised and what the planner aims for."""
 
     target_half_width: float = Field(
-        0.01, gt=0, le=0.5, description="Half width of the 95% interval the planner proposes (E, Q) for (0.01 = ±1 "
-        "point)."
+        0.01,
+        gt=0,
+        le=0.5,
+        description="Half width of the 95% interval the planner proposes (E, Q) for (0.01 = ±1 point).",
     )
     cost: CostModel = Field(default_factory=CostModel, description="Relative cost of an episode and of a query.")
 
@@ -103,8 +108,8 @@ class BenchmarkConfig(TintConfig):
     """A few-shot benchmark: the same seeded episodes for every method, scored with intervals and paired gains."""
 
     store: str = Field(
-        "outputs/store", description="Artifact store: a local folder or s3://bucket/prefix (credentials from the "
-        "AWS environment)."
+        "outputs/store",
+        description="Artifact store: a local folder or s3://bucket/prefix (credentials from the AWS environment).",
     )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="Images and their splits.")
     episodes: EpisodeConfig = Field(default_factory=EpisodeConfig, description="N-way K-shot Q-query episodes.")
@@ -117,8 +122,9 @@ class BenchmarkConfig(TintConfig):
         "real_pool (the class's unused real images, where the split has spare ones).",
     )
     unit: Literal["episode", "class"] = Field(
-        "episode", description="What one specialisation task covers: an episode's classes batched on one device, "
-        "or a single class. Artifacts are per class either way, so the choice never changes a key."
+        "episode",
+        description="What one specialisation task covers: an episode's classes batched on one device, "
+        "or a single class. Artifacts are per class either way, so the choice never changes a key.",
     )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Summary and planning.")
 

@@ -174,7 +174,7 @@ def index_dataset(store: str, dataset: DatasetConfig) -> ArtifactRef:
         records = FewShotDataset.from_image_folder(root).records
         sizes = dict(_listing(root))
         fs, base = fsspec.core.url_to_fs(root)
-        relative = [record.path[len(base.rstrip("/")) + 1:] for record in records]
+        relative = [record.path[len(base.rstrip("/")) + 1 :] for record in records]
         table = pa.table({
             "path": relative, "class": [record.label for record in records],
             "split": [record.split for record in records], "size": [sizes[path] for path in relative],

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from tint_core.diffusion import (
+    Backbone,
     BackboneConfig,
     ClassSpecialization,
     backbone_identity,
@@ -31,7 +32,7 @@ SPECIALIZE = Step("specialize", 1)
 GENERATE = Step("generate", 1)
 
 
-def diffusion_backbone(config: BackboneConfig):  # noqa: ANN201  (a Backbone; imported lazily with diffusers)
+def diffusion_backbone(config: BackboneConfig) -> Backbone:
     """The diffusion backbone, loaded once per worker process and kept for the next steps."""
     identity = backbone_identity(config.source, config.seed)
     key = ("diffusion", identity, str(resolve_device(config.device)), config.precision, config.compile_unet)
@@ -83,8 +84,7 @@ def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], genera
         results = specialize(backbone, supports, generator.specialization, seed=generator.seed, progress=progress)
         for (_, output), result in zip(missing, results.values(), strict=True):
             tensors, meta = result.to_tensors()
-            output.ensure(opened, lambda: {"inversion": tensors, "token": {result.token: result.token_vector},
-                                           "meta": meta})  # fmt: skip
+            output.put(opened, {"inversion": tensors, "token": {result.token: result.token_vector}, "meta": meta})
     return [opened.ref(output.key) for output in outputs]
 
 
@@ -136,6 +136,5 @@ def generate_unit(store: str, specializations: list[ArtifactRef], generator: Gen
             images = ImageSet.from_tensors(generated.images[rows], {
                 "support": generated.support_index[rows].tolist(), "alpha": generated.alpha[rows].tolist(),
             })  # fmt: skip
-            output.ensure(opened, lambda: {"images": images, "meta": {"class_name": spec.class_name,
-                                                                       "method": method}})  # fmt: skip
+            output.put(opened, {"images": images, "meta": {"class_name": spec.class_name, "method": method}})
     return [opened.ref(output.key) for output in outputs]

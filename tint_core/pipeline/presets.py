@@ -36,7 +36,7 @@ def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
     return BenchmarkConfig(
         store=store,
         dataset=DatasetConfig(source="digits", digits_size=recipe.SIZE),
-        episodes=EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=4, seed=0),
+        episodes=EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=10, seed=0),
         generator=GeneratorConfig(
             specialization=SpecializationConfig(
                 backbone=BackboneConfig(source="tiny", device="cpu"),
@@ -46,11 +46,13 @@ def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
             generation=GenerationConfig(images_per_class=40),
         ),
         teacher=TeacherSetup(
-            model=TeacherConfig(backbone=recipe.teacher_backbone()), pretrain=recipe.teacher_pretrain(epochs=4),
+            model=TeacherConfig(backbone=recipe.teacher_backbone()),
+            pretrain=recipe.teacher_pretrain(epochs=15),
             centre_on_base=True,
         ),
         student=StudentSetup(
-            model=StudentConfig(backbone=recipe.student_backbone()), pretrain=recipe.student_pretrain(epochs=4),
+            model=StudentConfig(backbone=recipe.student_backbone()),
+            pretrain=recipe.student_pretrain(epochs=15),
             distill=DistillConfig(epochs=10, augment=recipe.DIGITS_AUGMENT),
             supports_only=DistillConfig(epochs=50, augment=recipe.DIGITS_AUGMENT),
         ),
@@ -58,10 +60,11 @@ def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
     )
 
 
-
 def demo_yaml() -> str:
     """``examples/demo.yaml``: the demo configuration written out, with a header saying how to regenerate it."""
-    header = ("# The main job's embedded defaults (tint_core.pipeline.presets.demo_config), written out: `make demo` "
-              "runs them.\n# Regenerate after changing demo_config:\n#   python -c 'from tint_core.pipeline.presets "
-              "import demo_yaml; print(demo_yaml(), end=\"\")' > examples/demo.yaml\n")
+    header = (
+        "# The main job's embedded defaults (tint_core.pipeline.presets.demo_config), written out: `make demo` "
+        "runs them.\n# Regenerate after changing demo_config:\n#   python -c 'from tint_core.pipeline.presets "
+        'import demo_yaml; print(demo_yaml(), end="")\' > examples/demo.yaml\n'
+    )
     return header + demo_config().to_yaml()

@@ -179,14 +179,14 @@ def summary_markdown(summary: BenchmarkSummary) -> str:
     rows = summary_rows(summary)
     header = list(rows[0])
     lines = [
-        f"### {summary.n_way}-way {summary.k_shot}-shot, {summary.n_query} queries per class, "
-        f"{summary.episodes} episodes (mean ± 95% interval)", "",
+        (f"### {summary.n_way}-way {summary.k_shot}-shot, {summary.n_query} queries per class, "
+         f"{summary.episodes} episodes (mean ± 95% interval)"), "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
     ]  # fmt: skip
     lines += ["| " + " | ".join(row[column] for column in header) + " |" for row in rows]
     target = 100 * summary.target_half_width
-    lines += ["", f"Variance per episode (between-episode σ² and binomial part at Q = {summary.n_query}) and the "
-              f"planner's cheapest (E, Q) for ±{target:g} points:", "",
+    lines += ["", (f"Variance per episode (between-episode σ² and binomial part at Q = {summary.n_query}) and the "
+                   f"planner's cheapest (E, Q) for ±{target:g} points:"), "",
               "| model | σ² between episodes | binomial | planned E | planned Q |", "|---|---|---|---|---|"]  # fmt: skip
     for method, result in summary.ordered():
         plan = result.plan

@@ -44,7 +44,10 @@ class Output:
         """The stored artifact's reference, computing and storing ``compute()``'s parts first if it is absent."""
         if store.exists(self.key):
             return store.ref(self.key)
-        parts = compute()
+        return self.put(store, compute())
+
+    def put(self, store: ArtifactStore, parts: Mapping[str, Any]) -> ArtifactRef:
+        """Store ``parts`` as this output (a no-op returning the stored reference if another writer was first)."""
         ref = store.put(self.key, parts, step=self.step.name, params=self.params, inputs=self.inputs)
         logger.debug("stored %s artifact %s", self.step.name, self.key[:12])
         return ref

@@ -1,0 +1,96 @@
+"""The application flow (support folder → student) and the specialisation unit as a flow of its own."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from flows.benchmark import benchmark
+from flows.distill import distill
+from flows.specialize import specialize
+from tests.pipeline.helpers import TINY_GENERATOR, TINY_STUDENT, TINY_TEACHER, run_flow, small_config
+from tint_core.data import write_digits_dataset
+from tint_core.fewshot.distill import DistillConfig
+from tint_core.fewshot.student import StudentConfig, load_student
+from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.pipeline import DistillAppConfig
+from tint_core.pipeline.generation import generate_keys, specialize_keys
+from tint_core.store import ArtifactStore
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def support_folder(tmp_path):
+    """Three classes of two digit images each, named like a user's folders, one of them a greyscale JPEG."""
+    digits = write_digits_dataset(str(tmp_path / "digits"), size=16)
+    folder = tmp_path / "supports"
+    for name, digit in (("five", "5"), ("six", "6"), ("seven", "7")):
+        (folder / name).mkdir(parents=True)
+        for index, path in enumerate(digits.paths("novel", digit)[:2]):
+            Image.open(path).convert("L").save(folder / name / f"{index}.{'jpg' if name == 'six' else 'png'}")
+    return folder
+
+
+def app_config(tmp_path, folder) -> DistillAppConfig:
+    return DistillAppConfig(
+        supports=str(folder), output=str(tmp_path / "student"), store=str(tmp_path / "store"), image_size=16,
+        generator=TINY_GENERATOR, teacher=TeacherConfig(backbone=TINY_TEACHER),
+        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(epochs=1, batch_size=8),
+    )  # fmt: skip
+
+
+def test_the_application_turns_a_support_folder_into_a_student_loadable_without_the_pipeline(tmp_path,
+                                                                                             support_folder):  # fmt: skip
+    config = app_config(tmp_path, support_folder)
+    first = run_flow(distill, config, label="distill application")
+    student = load_student(first.outcome.student)
+    images = torch.rand(4, 3, 16, 16)
+    assert student.predict(images).shape == (4, 3)
+    description = json.loads((tmp_path / "student" / "student.json").read_text())
+    assert description["classes"] == ["five", "seven", "six"] and description["timm_name"] == "resnet12_tiny"
+    assert len(description["curves"]["kd_loss"]) == 1
+    report = (tmp_path / "student" / "report.md").read_text()
+    assert "| six | 2 |" in report and "12 synthetic images labelled by the teacher" in report
+    # The backbone alone is a plain timm model: its tensors load into timm.create_model.
+    import timm
+    from safetensors.torch import load_file
+
+    tensors = load_file(first.outcome.student)
+    backbone = timm.create_model("resnet12_tiny", num_classes=0, img_size=16)
+    backbone.load_state_dict({name[len("extractor.backbone."):]: value for name, value in tensors.items()
+                              if name.startswith("extractor.backbone.")})  # fmt: skip
+
+    again = run_flow(distill, config)
+    assert again.executed() == {"export-student": 1}  # every pipeline step reused
+    assert load_student(again.outcome.student).predict(images).equal(student.predict(images))
+
+
+def test_the_application_needs_at_least_two_classes(tmp_path, support_folder):
+    import shutil
+
+    shutil.rmtree(support_folder / "six")
+    shutil.rmtree(support_folder / "seven")
+    state = distill(app_config(tmp_path, support_folder), return_state=True)
+    with pytest.raises(ValueError, match="1 class subfolder"):
+        state.result()
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url, unit="class")
+    outcome = run_flow(benchmark, config).outcome
+    store = ArtifactStore(url)
+    episode = next(m for m in store.list(step="episode") if m.params["episode_id"] == 0)
+    episode_ref = store.ref(episode.key)
+    artifacts = len(store.list())
+
+    unit = specialize(url, episode_ref, [0, 2], config.generator, ["tint", "ti_only"])
+    assert [ref.key for ref in unit.specializations] == specialize_keys(url, episode_ref, [0, 2], config.generator)
+    for method in ("tint", "ti_only"):
+        assert [ref.key for ref in unit.images[method]] == generate_keys(url, unit.specializations, config.generator,
+                                                                         method)  # fmt: skip
+    assert len(store.list()) == artifacts  # the benchmark's tasks had written every one of them already
+    assert outcome.summary.episodes == 2

@@ -1,0 +1,128 @@
+"""The pipeline's steps as library functions (no Prefect): keys known before the work, independent of grouping and
+of the episode count, deterministic outputs, and the results summary."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.helpers import small_config
+from tint_core.pipeline import classify, data, generation, results
+from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
+from tint_core.pipeline.resources import MODELS, ModelCache
+from tint_core.store import ArtifactStore
+
+
+def first_episode(url: str, config) -> tuple:
+    dataset = data.index_dataset(url, config.dataset)
+    return dataset, data.sample_episode(url, dataset, config.episodes, 0, config.dataset.image_size)
+
+
+def test_grouping_classes_into_units_never_changes_a_key_or_recomputes_a_class(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    _, episode = first_episode(url, config)
+    together = generation.specialize_unit(url, episode, [0, 1, 2], config.generator)
+    one_by_one = [key for i in range(3) for key in generation.specialize_keys(url, episode, [i], config.generator)]
+    assert [ref.key for ref in together] == one_by_one
+    artifacts = len(ArtifactStore(url).list())
+    assert generation.specialize_unit(url, episode, [1], config.generator) == [together[1]]
+    assert len(ArtifactStore(url).list()) == artifacts
+
+
+def test_an_episode_key_depends_on_its_id_not_on_the_episode_count(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    dataset = data.index_dataset(url, config.dataset)
+    keys = [data.episode_keys(url, dataset, config.episodes.updated(episodes=count), 1, None) for count in (2, 600)]
+    assert keys[0] == keys[1] != data.episode_keys(url, dataset, config.episodes, 0, None)
+
+
+def test_the_same_inputs_and_seed_give_the_same_artifact_digests(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    teacher = config.teacher.updated(pretrain=None, centre_on_base=False)
+    digests = []
+    for _ in range(2):
+        dataset, episode = first_episode(url, config)
+        specs = generation.specialize_unit(url, episode, [0, 1, 2], config.generator)
+        images = generation.generate_unit(url, specs, config.generator, "tint")
+        labels = classify.label_images(url, episode, "tint", [images], None, teacher, None)
+        student = classify.distill_student(url, episode, "tint", [images], labels, None,
+                                           config.student.updated(pretrain=None), None)  # fmt: skip
+        digests.append([ref.digest for ref in (dataset, episode, *specs, *images, labels, student)])
+        shutil.rmtree(Path(url) / "artifacts")  # everything is computed again from scratch
+    assert digests[0] == digests[1]
+
+
+def test_each_method_takes_exactly_its_own_kind_of_unlabelled_images(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    dataset, episode = first_episode(url, config)
+    teacher = config.teacher
+    with pytest.raises(ValueError, match="'tint' takes generated image sets"):
+        classify.label_keys(url, episode, "tint", None, dataset, teacher, None)
+    with pytest.raises(ValueError, match="'real_pool' takes the dataset"):
+        classify.label_keys(url, episode, "real_pool", None, None, teacher, None)
+    with pytest.raises(ValueError, match="supports_only takes them"):
+        classify.distill_keys(url, episode, "supports_only", None, episode, None, config.student, None)
+
+
+def test_the_real_pool_is_the_episode_classes_unused_images(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    dataset, episode_ref = first_episode(url, config)
+    store = ArtifactStore(url)
+    episode = data.load_episode(store, episode_ref)
+    paths, labels = data.real_pool(store, dataset, episode)
+    used = {image.path for entry in episode.classes for image in (*entry.supports, *entry.queries)}
+    counts = data.digits_class_counts("novel")
+    assert not used & set(paths)
+    assert len(paths) == sum(counts[name] for name in episode.class_names) - len(used)
+    assert all(path.split("/")[1] == episode.class_names[label] for path, label in zip(paths, labels.tolist()))
+
+
+def test_a_digits_index_whose_folder_is_gone_is_set_aside_and_rebuilt(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    ref = data.index_dataset(url, config.dataset)
+    shutil.rmtree(Path(url) / "datasets")
+    assert data.dataset_keys(url, config.dataset) == [ref.key]
+    assert not ArtifactStore(url).exists(ref.key)  # quarantined, so the step runs again
+    assert data.index_dataset(url, config.dataset).digest == ref.digest
+    assert (Path(url) / "datasets" / "digits-16" / "novel" / "5").is_dir()
+
+
+def test_the_diffusion_backbone_is_loaded_once_per_process_for_consecutive_units(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    _, episode = first_episode(url, config)
+    MODELS.clear()
+    loads = MODELS.loads
+    for classes in ([0], [1], [2]):
+        generation.specialize_unit(url, episode, classes, config.generator)
+    assert MODELS.loads == loads + 1
+
+
+def test_the_model_cache_evicts_the_least_recently_used():
+    cache = ModelCache(capacity=2)
+    built = []
+    for key in ("a", "b", "a", "c", "b"):
+        cache.get(key, lambda key=key: built.append(key) or key)
+    assert built == ["a", "b", "c", "b"]  # "a" was used again before "c" came, so "b" went first
+
+
+def test_the_summary_pairs_each_method_with_supports_only_episode_by_episode():
+    accuracy = {"tint": [0.8, 0.7, 0.9], "supports_only": [0.6, 0.6, 0.8], "real_pool": [0.9, 0.9, 0.9]}
+    summary = results.summarize_methods(accuracy, [0.85, 0.75, 0.95], {"tint": [0.5, 0.7, 0.6]},
+                                        EpisodeConfig(n_way=5, n_query=15, episodes=3),
+                                        EvaluationConfig(target_half_width=0.05), max_query=100)  # fmt: skip
+    tint = summary.methods["tint"]
+    assert tint.gain.mean == pytest.approx(0.1333333) and tint.gain.sd == pytest.approx(0.057735, rel=1e-4)
+    assert summary.methods["supports_only"].gain is None and tint.teacher_agreement == pytest.approx(0.6)
+    assert summary.teacher.mean == pytest.approx(0.85)
+    assert tint.plan is not None and tint.plan.predicted_half_width <= 0.05
+    assert tint.episodes_for_gain >= 2
+    markdown = results.summary_markdown(summary)
+    order = [markdown.index(f"| student: {m} |") for m in ("supports_only", "tint", "real_pool")]
+    assert order == sorted(order) and "+13.3 ± " in markdown and "| 60% |" in markdown
