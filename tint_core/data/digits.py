@@ -7,6 +7,7 @@ none to spare; tune on base-class episodes instead). Ink is bright on a dark bac
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import fsspec
@@ -49,12 +50,15 @@ def write_digits_dataset(
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8), source range is 0..16
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     root = root.rstrip("/")
+    files = {}
     for split, members in splits.items():
         for digit in members:
             folder = f"{root}/{split}/{digit}"
             fs.makedirs(folder, exist_ok=True)
             for index in np.flatnonzero(digits.target == digit):
                 image = Image.fromarray(pixels[index], mode="L").resize((size, size), Image.Resampling.BILINEAR)
-                with fs.open(f"{folder}/{index:04d}.png", "wb") as stream:
-                    image.save(stream, format="PNG")
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                files[f"{folder}/{index:04d}.png"] = buffer.getvalue()
+    fs.pipe(files)  # one call: remote filesystems upload the 1797 small files concurrently
     return FewShotDataset.from_image_folder(url, storage_options=storage_options)
