@@ -12,6 +12,17 @@ from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
+def flow_run_artifacts(flow_run_id) -> dict:
+    """Key → artifact, for the artifacts a flow run created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))  # fmt: skip
+    return {artifact.key: artifact for artifact in found}
+
+
 ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize", "generate", "score-teacher", "label",
              "distill", "evaluate", "aggregate"}  # fmt: skip
 
@@ -24,6 +35,12 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 teacher score, 3 labels,
     # 4 students, 4 scores) + 1 aggregate
     assert len(first.task_runs) == 1 + 2 + 2 + 2 * 15 + 1
+
+    artifacts = flow_run_artifacts(first.task_runs[0].flow_run_id)
+    assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress"}
+    assert artifacts["tint-benchmark-progress"].data == 100.0
+    assert "| student: tint |" in artifacts["tint-benchmark-summary"].data
+    assert first.outcome.results.key in artifacts["tint-benchmark-summary"].data
 
     second = run_flow(benchmark, config, label="identical second run")
     assert len(second.task_runs) == len(first.task_runs) and second.all_cached

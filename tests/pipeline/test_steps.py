@@ -126,3 +126,19 @@ def test_the_summary_pairs_each_method_with_supports_only_episode_by_episode():
     markdown = results.summary_markdown(summary)
     order = [markdown.index(f"| student: {m} |") for m in ("supports_only", "tint", "real_pool")]
     assert order == sorted(order) and "+13.3 ± " in markdown and "| 60% |" in markdown
+
+
+def test_an_episode_is_stored_as_a_parquet_table_and_read_back_unchanged(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    _, ref = first_episode(url, config)
+    store = ArtifactStore(url)
+    table = store.get(ref)["images"]
+    assert table.column_names == ["role", "label", "class", "path", "sha256"]
+    assert table.num_rows == 3 * (1 + 4)
+    episode = data.load_episode(store, ref)
+    assert data.EpisodeData.from_parts(*episode.to_parts().values()) == episode
+    no_queries = episode.model_copy(update={"classes": [c.model_copy(update={"queries": []}) for c in episode.classes]})
+    assert data.EpisodeData.from_parts(*no_queries.to_parts().values()) == no_queries
+    supports, labels = episode.supports()
+    assert supports.shape == (3, 3, 16, 16) and labels.tolist() == [0, 1, 2]

@@ -31,7 +31,8 @@ logger = logging.getLogger("tint_core.pipeline")
 DATASET = Step("dataset", 1)
 EPISODE = Step("episode", 1)
 SUPPORTS = Step("supports", 1)
-DIGITS_COMPLETE = "_COMPLETE"  # written last into the digits folder: the folder is whole iff it exists
+DIGITS_COMPLETE = "_COMPLETE"
+ROLES = {"support": "supports", "query": "queries"}  # an image's role in the stored table → its EpisodeClass field  # written last into the digits folder: the folder is whole iff it exists
 
 
 class ImageFile(BaseModel):
@@ -104,10 +105,36 @@ class EpisodeData(BaseModel):
         return [load_image(fs.cat_file(f"{root}/{image.path}"), name=image.path)
                 for image in self.classes[index].supports]  # fmt: skip
 
+    def to_parts(self) -> dict[str, object]:
+        """Artifact parts: ``images`` (Parquet, one row per image: role, label, class, path, sha256) and ``episode``
+        (JSON: root, split, episode_id, image_size, class names)."""
+        rows = [{"role": role, "label": label, "class": entry.name, "path": image.path, "sha256": image.sha256}
+                for label, entry in enumerate(self.classes) for role, field in ROLES.items()
+                for image in getattr(entry, field)]  # fmt: skip
+        schema = pa.schema([("role", pa.string()), ("label", pa.int64()), ("class", pa.string()),
+                            ("path", pa.string()), ("sha256", pa.string())])  # fmt: skip
+        header = self.model_dump(mode="json", exclude={"classes"}) | {"classes": self.class_names}
+        return {"images": pa.Table.from_pylist(rows, schema=schema), "episode": header}
+
+    @classmethod
+    def from_parts(cls, images: pa.Table, header: dict) -> EpisodeData:
+        """Inverse of :meth:`to_parts`."""
+        rows = images.to_pylist()
+        classes = [
+            EpisodeClass(name=name, **{
+                field: [ImageFile(path=row["path"], sha256=row["sha256"]) for row in rows
+                        if row["label"] == label and row["role"] == role]
+                for role, field in ROLES.items()
+            })
+            for label, name in enumerate(header["classes"])
+        ]  # fmt: skip
+        return cls(**{**header, "classes": classes})
+
 
 def load_episode(store: ArtifactStore, ref: ArtifactRef) -> EpisodeData:
     """The episode stored under ``ref``."""
-    return EpisodeData.model_validate(store.get(ref)["episode"])
+    artifact = store.get(ref)
+    return EpisodeData.from_parts(artifact["images"], artifact["episode"])
 
 
 # 1. dataset index --------------------------------------------------------------------------------------------------
@@ -224,7 +251,8 @@ def sample_episode(store: str, dataset: ArtifactRef, episodes: EpisodeConfig, ep
     """Draw episode ``episode_id`` and record the digest of every support and query.
 
     Returns:
-        A reference to an artifact with one JSON part ``episode`` (:class:`EpisodeData`).
+        A reference to an artifact with parts ``images`` (Parquet) and ``episode`` (JSON); see
+        :meth:`EpisodeData.to_parts`.
     """
     opened = open_store(store)
 
@@ -251,7 +279,7 @@ def sample_episode(store: str, dataset: ArtifactRef, episodes: EpisodeConfig, ep
         ]  # fmt: skip
         record = EpisodeData(root=base, split=episode.split, episode_id=episode_id, image_size=image_size,
                              classes=classes)  # fmt: skip
-        return {"episode": record.model_dump(mode="json")}
+        return record.to_parts()
 
     return _episode_output(dataset, episodes, episode_id, image_size).ensure(opened, compute)
 
@@ -325,7 +353,7 @@ def index_support_set(store: str, folder: str, image_size: int | None) -> Artifa
             classes.append(EpisodeClass(name=name, supports=[ImageFile(path=path, sha256=digest)
                                                              for (path, _), digest in zip(files, digests, strict=True)]))  # fmt: skip
         record = EpisodeData(root=root, split=None, episode_id=0, image_size=image_size, classes=classes)
-        return {"episode": record.model_dump(mode="json")}
+        return record.to_parts()
 
     return _supports_output(folder, image_size).ensure(opened, compute)
 

@@ -1,0 +1,55 @@
+"""The Prefect layer's own pieces: device slots, the retry condition, the cache policy's keys."""
+
+import threading
+import time
+
+import pytest
+
+from tasks.caching import StoredArtifacts, record_key
+from tasks.runtime import _transient, device_slot
+from tint_core.store import StoreAccessError, StoreRetryError
+
+
+def test_tasks_on_one_device_take_turns_and_other_devices_do_not_wait():
+    inside: dict[str, int] = {"cpu": 0, "meta": 0}
+    most: dict[str, int] = {"cpu": 0, "meta": 0}
+    lock = threading.Lock()
+
+    def work(device: str) -> None:
+        with device_slot(device):
+            with lock:
+                inside[device] += 1
+                most[device] = max(most[device], inside["cpu"] + inside["meta"] if device == "meta" else inside[device])
+            time.sleep(0.05)
+            with lock:
+                inside[device] -= 1
+
+    threads = [threading.Thread(target=work, args=(device,)) for device in ["cpu"] * 4 + ["meta"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most["cpu"] == 1  # never two heavy tasks on one device
+    assert most["meta"] == 2  # the other device ran alongside a CPU task
+
+
+class _State:
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def result(self):  # noqa: ANN201
+        raise self.error
+
+
+@pytest.mark.parametrize("error, retry", [(StoreRetryError("flaky"), True), (StoreAccessError("no bucket"), False),
+                                          (ValueError("bad input"), False), (MemoryError(), False)])  # fmt: skip
+def test_only_transient_store_errors_are_retried(error, retry):
+    assert _transient(None, None, _State(error)) is retry
+
+
+def test_the_cache_key_of_a_task_is_its_artifact_key_or_a_digest_of_all():
+    one, two = "a" * 64, "b" * 64
+    assert record_key([one]) == one
+    assert record_key([one, two]) != record_key([two, one]) and len(record_key([one, two])) == 64
+    with pytest.raises(ValueError, match="keys function"):
+        StoredArtifacts().compute_key(None, {"store": "x"}, {})
