@@ -26,7 +26,7 @@ from tasks import StepTasks
 from tasks.results import publish_results, read_summary
 from tint_core.diffusion.backbone import RANDOM_BACKBONES
 from tint_core.pipeline.checks import USER_ERRORS, check_benchmark, max_queries
-from tint_core.pipeline.config import GENERATED_METHODS, BenchmarkConfig
+from tint_core.pipeline.config import BenchmarkConfig, generator_method
 from tint_core.pipeline.presets import demo_config
 from tint_core.pipeline.results import BenchmarkSummary, summary_markdown
 from tint_core.store import ArtifactRef
@@ -93,7 +93,7 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
                 episodes.k_shot)  # fmt: skip
 
     # 2. specialisation units, then each unit's images for every generating method
-    generated = [method for method in config.methods if method in GENERATED_METHODS]
+    generated = [method for method in config.methods if generator_method(method)]
     units: list[PrefectFuture] = []
     images: dict[str, dict[str, list[PrefectFuture]]] = {e: {} for e in ids}
     if generated:

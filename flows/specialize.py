@@ -5,7 +5,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from tasks import StepTasks
-from tint_core.pipeline.config import GENERATED_METHODS, GeneratorConfig, Method
+from tint_core.pipeline.config import GeneratorConfig, Method, generator_method
 from tint_core.store import ArtifactRef
 
 
@@ -26,10 +26,10 @@ def specialize(store: str, episode: ArtifactRef, classes: list[int], generator: 
         episode: the episode artifact (from the benchmark's sample-episode step, or a support folder's index).
         classes: positions of the classes in the episode.
         generator: backbone, specialisation and generation settings.
-        methods: generating methods to sample images for (default: tint).
+        methods: generating methods to sample images for (default: tint): ti_only, tint, tint@<alpha>, tint@random.
     """
     steps = StepTasks(store)
     specializations = steps.specialize_unit(store, episode, classes, generator)
-    generating = [method for method in (methods or ["tint"]) if method in GENERATED_METHODS]
+    generating = [method for method in (methods or ["tint"]) if generator_method(method)]
     images = {method: steps.generate_unit(store, specializations, generator, method) for method in generating}
     return UnitOutcome(specializations=specializations, images=images)

@@ -53,3 +53,21 @@ def test_the_library_never_imports_prefect():
             "    importlib.import_module(module.name)\n"
             "assert 'prefect' not in sys.modules, sorted(m for m in sys.modules if m.startswith('prefect'))\n")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_tint_variants_name_their_alpha_and_unknown_methods_are_refused():
+    from tint_core.diffusion.config import GenerationConfig
+    from tint_core.config import ConfigError
+    from tint_core.pipeline.config import generator_method, method_generation, method_order
+
+    generation = GenerationConfig(alpha=1.0)
+    assert method_generation("tint@0.5", generation).alpha == 0.5
+    assert method_generation("tint@random", generation).random_alpha
+    assert method_generation("tint", generation) == method_generation("tint@1", generation) == generation
+    assert [generator_method(m) for m in ("supports_only", "ti_only", "tint@0.25", "real_pool")] == [
+        None, "text_only", "tint", None]  # fmt: skip
+    assert sorted(["real_pool", "tint@random", "tint", "supports_only", "tint@0.5", "ti_only"], key=method_order) == [
+        "supports_only", "ti_only", "tint", "tint@0.5", "tint@random", "real_pool"]  # fmt: skip
+    for bad in ("tint@1.5", "tint@", "magic", "TINT"):
+        with pytest.raises(ConfigError, match="unknown method"):
+            BenchmarkConfig.from_mapping({"methods": ["tint", bad]})

@@ -142,3 +142,15 @@ def test_an_episode_is_stored_as_a_parquet_table_and_read_back_unchanged(tmp_pat
     assert data.EpisodeData.from_parts(*no_queries.to_parts().values()) == no_queries
     supports, labels = episode.supports()
     assert supports.shape == (3, 3, 16, 16) and labels.tolist() == [0, 1, 2]
+
+
+def test_tint_variants_share_images_exactly_when_their_settings_agree(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    _, episode = first_episode(url, config)
+    specs = generation.specialize_unit(url, episode, [0, 1, 2], config.generator)
+    keys = {m: generation.generate_keys(url, specs, config.generator, m) for m in ("tint", "tint@1", "tint@0.5")}
+    assert keys["tint"] == keys["tint@1"] and keys["tint"] != keys["tint@0.5"]
+    half = generation.generate_unit(url, specs, config.generator, "tint@0.5")
+    alphas = ArtifactStore(url).get(half[0])["images"].metadata.column("alpha").to_pylist()
+    assert alphas == [0.5] * config.generator.generation.images_per_class

@@ -65,7 +65,8 @@ def tiny_tokenizer() -> CLIPTokenizer:
         return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
-def _text_encoder(tokenizer: CLIPTokenizer, vocab_size: int, **shape: int | str) -> CLIPTextModel:
+def clip_text_encoder(tokenizer: CLIPTokenizer, vocab_size: int, **shape: int | str) -> CLIPTextModel:
+    """A CLIP text encoder with seeded random weights, shaped by ``shape`` (hidden size, layers, heads...)."""
     config = CLIPTextConfig(
         vocab_size=vocab_size,
         max_position_embeddings=77,
@@ -77,8 +78,8 @@ def _text_encoder(tokenizer: CLIPTokenizer, vocab_size: int, **shape: int | str)
     return CLIPTextModel(config).eval()
 
 
-def _scheduler() -> DDIMScheduler:
-    # Stable Diffusion 1.x's training schedule ("scaled_linear" betas).
+def sd_ddim_scheduler() -> DDIMScheduler:
+    """DDIM with Stable Diffusion 1.x's training schedule ("scaled_linear" betas)."""
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -129,7 +130,7 @@ def tiny_components(seed: int = 0) -> dict[str, object]:
         sample_size=32,
     )
     _calibrate_latent_scale(vae, size=32)
-    text_encoder = _text_encoder(
+    text_encoder = clip_text_encoder(
         tokenizer,
         vocab_size=len(tokenizer),
         # Wide enough that null-text optimisation has the leverage it has on real CLIP (768 wide).
@@ -139,7 +140,7 @@ def tiny_components(seed: int = 0) -> dict[str, object]:
         num_attention_heads=4,
     )
     return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": _scheduler()}  # fmt: skip
+            "scheduler": sd_ddim_scheduler()}  # fmt: skip
 
 
 def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") -> dict[str, object]:
@@ -162,7 +163,7 @@ def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") ->
             latent_channels=4,
             sample_size=512,
         )
-        text_encoder = _text_encoder(
+        text_encoder = clip_text_encoder(
             tokenizer,
             vocab_size=49408,
             hidden_size=768,
@@ -173,4 +174,4 @@ def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") ->
         )
     _calibrate_latent_scale(vae, size=512, count=2)
     return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": _scheduler()}  # fmt: skip
+            "scheduler": sd_ddim_scheduler()}  # fmt: skip

@@ -21,7 +21,7 @@ from tint_core.fewshot.run import adapt_teacher
 from tint_core.fewshot.student import Student, student_description, student_from_state
 from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
 from tint_core.images import resize
-from tint_core.pipeline.config import GENERATED_METHODS, StudentSetup, TeacherSetup
+from tint_core.pipeline.config import StudentSetup, TeacherSetup, generator_method
 from tint_core.pipeline.data import EpisodeData, load_episode, open_dataset, real_pool
 from tint_core.pipeline.resources import MODELS, config_identity, open_store, weights_file, weights_identity
 from tint_core.pipeline.step import Output, Step
@@ -161,7 +161,7 @@ def _flat(images: Sequence[Sequence[ArtifactRef]] | None) -> list[ArtifactRef]:
 def _source_inputs(method: str, images: Sequence[Sequence[ArtifactRef]] | None,
                    dataset: ArtifactRef | None) -> dict[str, object]:  # fmt: skip
     """Input digests of a method's unlabelled images, with a check that the method got the source it needs."""
-    if method in GENERATED_METHODS:
+    if generator_method(method):
         if not images or dataset is not None:
             raise ValueError(f"method {method!r} takes generated image sets, not a dataset pool")
         return {f"images{index}": ref for index, ref in enumerate(_flat(images))}

@@ -6,9 +6,10 @@ small configurations that run on a CPU (the demo, the tests).
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from tint_core.config import TintConfig
 from tint_core.diffusion.config import GenerationConfig, SpecializationConfig
@@ -18,11 +19,46 @@ from tint_core.fewshot.pretrain import PretrainConfig
 from tint_core.fewshot.student import StudentConfig
 from tint_core.fewshot.teacher import TeacherConfig
 
-Method = Literal["supports_only", "ti_only", "tint", "real_pool"]
 METHODS: tuple[str, ...] = ("supports_only", "ti_only", "tint", "real_pool")
-# Methods whose unlabelled images come from the generator, and the generator's name for each.
-GENERATED_METHODS: dict[str, str] = {"ti_only": "text_only", "tint": "tint"}
+# tint with its own α: tint@0.5 (a fixed α in [0, 1]) or tint@random (α ~ U[0, 1] per image)
+_TINT_VARIANT = re.compile(r"tint@(random|0(\.\d+)?|1(\.0*)?)")
 DIGITS = "digits"
+
+
+def _check_method(name: str) -> str:
+    if name not in METHODS and not _TINT_VARIANT.fullmatch(name):
+        raise ValueError(f"unknown method {name!r}: use one of {', '.join(METHODS)}, tint@<alpha in [0, 1]> or "
+                         "tint@random")  # fmt: skip
+    return name
+
+
+Method = Annotated[str, AfterValidator(_check_method)]
+
+
+def method_kind(method: str) -> str:
+    """The method a name belongs to: ``tint@0.5`` and ``tint@random`` are ``tint``."""
+    return "tint" if method.startswith("tint@") else _check_method(method)
+
+
+def generator_method(method: str) -> str | None:
+    """The generation engine's sampling method for a benchmark method (``tint`` or ``text_only``); None when the
+    method uses no synthetic images."""
+    return {"ti_only": "text_only", "tint": "tint"}.get(method_kind(method))
+
+
+def method_generation(method: str, generation: GenerationConfig) -> GenerationConfig:
+    """The generation settings of a method: a tint variant's α replaces the configured one."""
+    variant = method.removeprefix("tint@") if method.startswith("tint@") else None
+    if variant is None:
+        return generation
+    if variant == "random":
+        return generation.updated(random_alpha=True)
+    return generation.updated(alpha=float(variant), random_alpha=False)
+
+
+def method_order(method: str) -> tuple[int, str]:
+    """Sort key of methods in tables: supports_only, ti_only, tint and its variants, real_pool."""
+    return METHODS.index(method_kind(method)), method
 
 
 class DatasetConfig(TintConfig):
@@ -118,8 +154,9 @@ class BenchmarkConfig(TintConfig):
     student: StudentSetup = Field(default_factory=StudentSetup, description="Tiny student.")
     methods: list[Method] = Field(
         default_factory=lambda: list(METHODS),
-        description="Compared on the same episodes: supports_only, ti_only (textual inversion only), tint, "
-        "real_pool (the class's unused real images, where the split has spare ones).",
+        description="Compared on the same episodes: supports_only, ti_only (textual inversion only), tint (α of "
+        "generator.generation), tint@<α> (e.g. tint@0.5), tint@random (α ~ U[0, 1] per image), real_pool (the "
+        "classes' unused real images, where the split has spare ones).",
     )
     unit: Literal["episode", "class"] = Field(
         "episode",
@@ -139,7 +176,7 @@ class BenchmarkConfig(TintConfig):
     @property
     def needs_generator(self) -> bool:
         """Whether any method uses synthetic images (otherwise nothing is specialised)."""
-        return any(method in GENERATED_METHODS for method in self.methods)
+        return any(generator_method(method) for method in self.methods)
 
 
 class DistillAppConfig(TintConfig):

@@ -20,7 +20,7 @@ from tint_core.diffusion import (
 )
 from tint_core.diffusion.backbone import resolve_device
 from tint_core.diffusion.prompts import ProgressFn
-from tint_core.pipeline.config import GENERATED_METHODS, GeneratorConfig
+from tint_core.pipeline.config import GeneratorConfig, generator_method, method_generation
 from tint_core.pipeline.data import load_episode
 from tint_core.pipeline.resources import MODELS, open_store
 from tint_core.pipeline.step import Output, Step
@@ -96,11 +96,14 @@ def load_specialization(store: ArtifactStore, ref: ArtifactRef) -> ClassSpeciali
 
 
 def _generate_outputs(specializations: Sequence[ArtifactRef], generator: GeneratorConfig, method: str) -> list[Output]:
-    if method not in GENERATED_METHODS:
-        raise ValueError(f"method {method!r} generates no images; generating methods: {sorted(GENERATED_METHODS)}")
+    sampling = generator_method(method)
+    if sampling is None:
+        raise ValueError(f"method {method!r} generates no images; generating methods: ti_only, tint, tint@<alpha>")
     backbone = generator.specialization.backbone
     identity = backbone_identity(backbone.source, backbone.seed)
-    params = {"generation": generator.generation, "method": method, "seed": generator.seed}
+    # The sampling and its effective settings, not the method's name: tint and tint@1 share their images.
+    params = {"generation": method_generation(method, generator.generation), "method": sampling,
+              "seed": generator.seed}  # fmt: skip
     return [GENERATE.output(params, {"specialization": ref}, identity) for ref in specializations]
 
 
@@ -127,8 +130,8 @@ def generate_unit(store: str, specializations: list[ArtifactRef], generator: Gen
         specs = [load_specialization(opened, ref) for ref, _ in missing]
         backbone = diffusion_backbone(generator.specialization.backbone)
         generated = generate_images(
-            backbone, specs, generator.generation, seed=generator.seed,
-            batch_size=generator.specialization.engine.generation_batch_size, method=GENERATED_METHODS[method],
+            backbone, specs, method_generation(method, generator.generation), seed=generator.seed,
+            batch_size=generator.specialization.engine.generation_batch_size, method=generator_method(method),
             progress=progress,
         )  # fmt: skip
         for label, ((_, output), spec) in enumerate(zip(missing, specs, strict=True)):

@@ -18,7 +18,7 @@ from tint_core.evaluation import (
     summarize,
 )
 from tint_core.evaluation.accuracy import t_quantile
-from tint_core.pipeline.config import METHODS, EpisodeConfig, EvaluationConfig
+from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig, method_order
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.step import Output, Step
 from tint_core.store import ArtifactRef
@@ -50,8 +50,9 @@ class BenchmarkSummary(BaseModel):
     methods: dict[str, MethodSummary]
 
     def ordered(self) -> list[tuple[str, MethodSummary]]:
-        """Methods in the canonical order (supports_only, ti_only, tint, real_pool), whatever order JSON kept."""
-        return sorted(self.methods.items(), key=lambda item: METHODS.index(item[0]))
+        """Methods in the canonical order (supports_only, ti_only, tint and its variants, real_pool), whatever order
+        JSON kept."""
+        return sorted(self.methods.items(), key=lambda item: method_order(item[0]))
 
 
 def _aggregate_output(scores: Mapping[str, Mapping[str, ArtifactRef]], teacher: Mapping[str, ArtifactRef],
