@@ -5,7 +5,7 @@
 
 from prefect import Task
 
-from tasks import classify, data, generation, results
+from tasks import classify, data, generation, results, training
 from tasks.caching import store_records
 
 
@@ -29,6 +29,8 @@ class StepTasks:
         self.distill_student = configured(classify.distill_student)
         self.evaluate_student = configured(classify.evaluate_student)
         self.export_student = classify.export_student
+        self.train_diffusion = configured(training.train_diffusion)
+        self.export_backbone = training.export_backbone
         self.aggregate_results = configured(results.aggregate_results)
 
 

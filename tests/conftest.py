@@ -1,12 +1,18 @@
-"""Fixtures for every test: S3 on moto's threaded server at 127.0.0.1 (the s3fs test-suite way)."""
+"""Fixtures for every test: S3 on moto's threaded server at 127.0.0.1 (the s3fs test-suite way), the bundled digits
+and backbones pre-trained on their base classes."""
 
 from __future__ import annotations
 
 import functools
 import os
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from tint_core.data import FewShotDataset, write_digits_dataset
+from tint_core.fewshot import digits_recipe as recipe
 
 # Fake credentials: moto accepts any. Tests that plant a secret use their own value on top of these.
 S3_ENV = {
@@ -54,3 +60,25 @@ def s3_url(s3_env) -> str:
     bucket = f"tint-test-{uuid.uuid4().hex[:12]}"
     make_bucket(bucket)
     return f"s3://{bucket}/store"
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> FewShotDataset:
+    """The bundled digits as an ImageFolder tree of 16×16 PNGs (base 0–4, novel 5–9)."""
+    return write_digits_dataset(str(tmp_path_factory.mktemp("digits")), size=16)
+
+
+@dataclass
+class Backbones:
+    teacher: Path
+    student: Path
+
+
+@pytest.fixture(scope="session")
+def digits_backbones(digits, tmp_path_factory) -> Backbones:
+    """Teacher and student backbones pre-trained briefly on base digits 0–4 only (tens of seconds)."""
+    folder = tmp_path_factory.mktemp("backbones")
+    teacher, student = folder / "teacher.safetensors", folder / "student.safetensors"
+    recipe.pretrain_backbone(digits, recipe.teacher_backbone(), recipe.teacher_pretrain(epochs=3), teacher)
+    recipe.pretrain_backbone(digits, recipe.student_backbone(), recipe.student_pretrain(epochs=4), student)
+    return Backbones(teacher, student)

@@ -1,7 +1,9 @@
 import pytest
 
+from tests.diffusion.helpers import figures
 from tint_core.diffusion import load_backbone
 from tint_core.diffusion.backbone import Backbone
+
 
 
 @pytest.fixture(scope="session")
@@ -9,3 +11,15 @@ def backbone() -> Backbone:
     """The tiny random backbone (32×32 images, 4×8×8 latents); algorithms never modify it."""
     return load_backbone("tiny", device="cpu")
 
+
+@pytest.fixture(scope="session")
+def digits_backbone() -> Backbone:
+    """The latent diffusion model trained here on digits 0-4 and shipped with the package (16×16, 4×8×8)."""
+    return load_backbone("digits", device="cpu")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if figures:
+        terminalreporter.section("diffusion figures")
+        for line in figures:
+            terminalreporter.write_line(line)

@@ -19,3 +19,6 @@ def assert_adam_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     difference = (actual - expected).abs()
     assert float(difference.max()) < 1e-2, float(difference.max())
     assert float(difference.mean()) < 1e-5, float(difference.mean())
+
+
+figures: list[str] = []  # measured figures, printed at the end of the session (see conftest.py)

@@ -94,3 +94,23 @@ def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_pa
                                                                          method)  # fmt: skip
     assert len(store.list()) == artifacts  # the benchmark's tasks had written every one of them already
     assert outcome.summary.episodes == 2
+
+
+def test_the_training_flow_caches_the_model_and_exports_a_loadable_checkpoint(tmp_path):
+    from flows.train_backbone import train_backbone
+    from tint_core.diffusion import backbone_identity, load_backbone
+    from tint_core.diffusion.digits_backbone import DigitsBackboneConfig
+    from tint_core.pipeline.config import TrainBackboneConfig
+
+    config = TrainBackboneConfig(store=str(tmp_path / "store"), output=str(tmp_path / "model"),
+                                 training=DigitsBackboneConfig(vae_steps=2, unet_steps=2, batch_size=8))  # fmt: skip
+    first = run_flow(train_backbone, config, label="train the digits backbone (2 + 2 steps)")
+    backbone = load_backbone(first.outcome.folder, device="cpu")
+    assert backbone.working_size == 16 and backbone.identity != backbone_identity("digits")
+    identity = backbone.identity
+
+    again = run_flow(train_backbone, config)
+    assert again.executed() == {"export-backbone": 1}  # dataset and training reused from the store
+    assert load_backbone(first.outcome.folder, device="cpu").identity == identity
+    longer = config.updated(training=config.training.updated(unet_steps=3), output=str(tmp_path / "longer"))
+    assert load_backbone(run_flow(train_backbone, longer).outcome.folder, device="cpu").identity != identity

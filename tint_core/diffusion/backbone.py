@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 RANDOM_BACKBONES = ("tiny", "sd15-random")
+# Checkpoints shipped inside the package, by name: trained here, small enough to commit.
+BUILTIN_CHECKPOINTS = {"digits": Path(__file__).resolve().parents[1] / "assets" / "digits-ldm"}
+_HASHED_FILE_BYTES = 64 * 2**20  # weight files up to this size enter a checkpoint's identity by content
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -283,6 +286,7 @@ def load_backbone(
 
     Args:
         source: ``"tiny"`` or ``"sd15-random"`` (random weights built in process, seeded by ``seed``),
+            ``"digits"`` (the latent diffusion model trained here on digits 0-4, shipped with the package),
             a local diffusers checkpoint folder, or a Hugging Face hub id already in the local cache.
         device: "auto", "cpu", "cuda", "cuda:1", …
         precision: "fp32" (default) or "bf16" for the frozen weights.
@@ -319,7 +323,9 @@ def backbone_identity(source: str = DEFAULT_MODEL_ID, seed: int = 0) -> str:
 
 
 def _locate_checkpoint(source: str) -> tuple[Path, str]:
-    """A local folder, or the snapshot of a hub id in the local cache, with a stable identity."""
+    """A local folder, a shipped checkpoint, or the snapshot of a hub id in the local cache, with a stable identity."""
+    if source in BUILTIN_CHECKPOINTS:
+        return BUILTIN_CHECKPOINTS[source], f"{source}:{_config_digest(BUILTIN_CHECKPOINTS[source])}"
     path = Path(source).expanduser()
     if path.is_dir():
         return path, f"folder:{path.resolve().name}:{_config_digest(path)}"
@@ -340,12 +346,14 @@ def _locate_checkpoint(source: str) -> tuple[Path, str]:
 
 
 def _config_digest(folder: Path) -> str:
-    """Short SHA-256 over the configs and weight-file sizes: cheap, and changes when the model does."""
+    """Short SHA-256 over the files: their content up to 64 MiB each, the size of larger ones (gigabytes of Stable
+    Diffusion weights are not re-read for every key; a retrained small model always gets a new identity)."""
     digest = hashlib.sha256()
     for file in sorted(folder.rglob("*")):
         if file.is_file():
             relative = file.relative_to(folder).as_posix()
-            content = file.read_bytes() if file.suffix in (".json", ".txt") else str(file.stat().st_size).encode()
+            size = file.stat().st_size
+            content = file.read_bytes() if size <= _HASHED_FILE_BYTES else str(size).encode()
             digest.update(relative.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
 

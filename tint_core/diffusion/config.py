@@ -15,7 +15,8 @@ class BackboneConfig(TintConfig):
 
     source: str = Field(
         DEFAULT_MODEL_ID,
-        description="Hub id in the local cache, a local diffusers folder, or 'tiny' / 'sd15-random' (random weights).",
+        description="Hub id in the local cache, a local diffusers folder, 'digits' (trained here on digits 0-4, "
+        "shipped), or 'tiny' / 'sd15-random' (random weights).",
     )
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
     precision: Literal["fp32", "bf16"] = Field(

@@ -11,7 +11,7 @@ from tint_core.data.episodes import EpisodeSampler
 from tint_core.diffusion import backbone_identity
 from tint_core.fewshot.backbones import BackboneConfig, check_model_name
 from tint_core.images import ImageReadError
-from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DistillAppConfig
+from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DistillAppConfig, TrainBackboneConfig
 from tint_core.pipeline.data import check_support_folder, digits_class_counts
 from tint_core.pipeline.resources import open_store, weights_identity
 from tint_core.store import ArtifactStore, StoreError
@@ -104,3 +104,12 @@ def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
     _check_backbone(config.student.backbone, "student", pretrained=False)
     _check_store(config.store)
     return counts
+
+
+def check_train_backbone(config: TrainBackboneConfig) -> None:
+    """Raise a one-line error for a dataset without a usable base split, a missing image size, or a bad store."""
+    counts = split_counts(BenchmarkConfig(dataset=config.dataset), "base")
+    if len(counts) < 2:
+        raise ValueError(f"the base split has {len(counts)} class(es); training a conditional model needs at least 2")
+    config.image_size  # noqa: B018  (raises when the images' size is unknown)
+    _check_store(config.store)

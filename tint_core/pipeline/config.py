@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from tint_core.config import TintConfig
 from tint_core.diffusion.config import GenerationConfig, SpecializationConfig
+from tint_core.diffusion.digits_backbone import DigitsBackboneConfig
 from tint_core.evaluation.planner import CostModel
 from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig
@@ -192,3 +193,22 @@ class DistillAppConfig(TintConfig):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Few-shot teacher (with its weights).")
     student: StudentConfig = Field(default_factory=StudentConfig, description="Student architecture and weights.")
     distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on the TINT images.")
+
+
+class TrainBackboneConfig(TintConfig):
+    """Train a small latent diffusion model on a dataset's base classes and export it as a checkpoint folder."""
+
+    store: str = Field("outputs/store", description="Artifact store: a local folder or s3://bucket/prefix.")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="Images; the base split is used.")
+    training: DigitsBackboneConfig = Field(default_factory=DigitsBackboneConfig, description="Architecture and "
+                                           "schedule: the digits recipe.")  # fmt: skip
+    output: str = Field("outputs/digits-ldm", description="Local folder receiving the diffusers checkpoint.")
+
+    @property
+    def image_size(self) -> int:
+        """Side of the training images: ``dataset.image_size``, or for the digits their size."""
+        if self.dataset.image_size is not None:
+            return self.dataset.image_size
+        if self.dataset.source == DIGITS:
+            return self.dataset.digits_size
+        raise ValueError("training needs images of one size: set dataset.image_size")
