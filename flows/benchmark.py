@@ -10,8 +10,6 @@ Run the main job (the embedded demo defaults, or a YAML file):
 """
 
 import argparse
-import logging
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +19,12 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
+from flows.console import quiet_terminal, run_main
 from flows.records import Submissions, wait_for_task_runs
 from tasks import StepTasks
 from tasks.results import publish_results, read_summary
 from tint_core.diffusion.backbone import RANDOM_BACKBONES
-from tint_core.pipeline.checks import USER_ERRORS, check_benchmark, max_queries
+from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
 from tint_core.pipeline.presets import demo_config
 from tint_core.pipeline.results import BenchmarkSummary, summary_markdown
@@ -159,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config.updated(**overrides) if overrides else config
     check_benchmark(config)  # before Prefect starts: a bad input costs a line, not a server start-up
     source = config.generator.specialization.backbone.source
-    if source in RANDOM_BACKBONES:  # random weights invert badly by design: no warning per support
-        logging.getLogger("tint_core.diffusion.specialization").setLevel(logging.ERROR)
-    if not args.verbose:  # stage and progress lines from the flow; task runs stay in the Prefect UI
-        logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+    quiet_terminal(verbose=args.verbose, random_backbone=source in RANDOM_BACKBONES)
     started = time.perf_counter()
     state = benchmark(config, return_state=True)
     outcome: BenchmarkOutcome = state.result()
@@ -179,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """Entry point: one-line errors for bad input, exit code 1."""
-    try:
-        sys.exit(main())
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ and the student is distilled on them; no query set is needed. Every step is cach
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from flows.console import quiet_terminal, run_main
 from flows.records import Submissions, wait_for_task_runs
 from tasks import StepTasks
-from tint_core.pipeline.checks import USER_ERRORS, check_distill_app
+from tint_core.pipeline.checks import check_distill_app
 from tint_core.pipeline.config import DistillAppConfig, StudentSetup, TeacherSetup
 
 METHOD = "tint"
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = DistillAppConfig.from_yaml(args.config)
     check_distill_app(config)
+    quiet_terminal()
     state = distill(config, return_state=True)
     outcome: DistillOutcome = state.result()
     wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
@@ -62,8 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

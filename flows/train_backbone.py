@@ -7,15 +7,15 @@ With the defaults this reproduces the shipped ``digits`` backbone (about 13 minu
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from flows.console import quiet_terminal, run_main
 from flows.records import Submissions, wait_for_task_runs
 from tasks import StepTasks
-from tint_core.pipeline.checks import USER_ERRORS, check_train_backbone
+from tint_core.pipeline.checks import check_train_backbone
 from tint_core.pipeline.config import TrainBackboneConfig
 from tint_core.store import ArtifactRef
 
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainBackboneConfig.from_yaml(args.config) if args.config else TrainBackboneConfig()
     config = config.updated(output=args.output) if args.output else config
     check_train_backbone(config)
+    quiet_terminal()
     state = train_backbone(config, return_state=True)
     outcome: TrainOutcome = state.result()
     wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
@@ -57,8 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -26,7 +26,8 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown field {field!r}{more}"
     value = f" (got {first['input']!r})" if first["type"] != "missing" and not isinstance(first["input"], dict) else ""
-    return f"{source}: field {field!r}: {first['msg']}{value}{more}"
+    message = first["msg"].removeprefix("Value error, ")  # our validators' own messages need no label
+    return f"{source}: field {field!r}: {message}{value}{more}"
 
 
 class TintConfig(BaseModel):

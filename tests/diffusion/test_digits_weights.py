@@ -13,7 +13,7 @@ from tint_core.diffusion import (
     specialize,
 )
 from tint_core.diffusion.ddim import guided_denoise
-from tint_core.diffusion.digits_backbone import DIGITS_CAPTION
+from tint_core.diffusion.digits_backbone import DIGITS_CAPTION, autoencoder_psnr, caption_images
 from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
 from tint_core.fewshot import digits_recipe as recipe
 from tint_core.fewshot.teacher import TeacherConfig
@@ -30,8 +30,7 @@ def test_the_shipped_checkpoint_is_the_digits_backbone(digits_backbone):
 
 def test_the_autoencoder_reconstructs_never_seen_novel_digits_above_25_db(digits_backbone, digits):
     novel, _, _ = digits.load_split("novel")  # digits 5-9: never seen in training
-    with torch.no_grad():
-        values = psnr(digits_backbone.decode(digits_backbone.encode(novel)), novel)
+    values = autoencoder_psnr(digits_backbone, novel)
     figures.append(f"digits VAE on novel digits 5-9: PSNR {values.mean():.1f} dB (worst {values.min():.1f})")
     assert values.mean() >= 25
 
@@ -42,13 +41,7 @@ def test_images_generated_from_base_captions_show_their_digit(digits_backbone, d
     base, labels, names = digits.load_split("base")
     teacher.process_support_set(base, labels)  # a prototype per base digit, from its real images
     per_class = 20
-    steps = digits_backbone.timesteps(NullTextConfig().num_steps)
-    ids = digits_backbone.token_ids([DIGITS_CAPTION.format(name) for name in names])
-    with torch.no_grad():
-        text = digits_backbone.text_embeddings(ids).repeat_interleave(per_class, dim=0)
-        null = null_text_embedding(digits_backbone).expand(len(text), -1, -1)
-        noise = torch.randn((len(text), *digits_backbone.latent_shape), generator=torch.Generator().manual_seed(0))
-        images = digits_backbone.decode(guided_denoise(digits_backbone, noise, text, null, steps, 7.5))
+    images = caption_images(digits_backbone, names, per_class, guidance_scale=7.5, steps=NullTextConfig().num_steps)
     intended = torch.arange(len(names)).repeat_interleave(per_class)
     accuracy = float((teacher(images).argmax(1) == intended).float().mean())
     figures.append(f"digits backbone, captions 'a photo of a <0-4>' (w = 7.5, 25 steps): {100 * accuracy:.0f}% "

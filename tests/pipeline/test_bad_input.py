@@ -74,7 +74,7 @@ YAML_CASES = {
     "not yaml": ("episodes: {n_way: 3\n", "not valid YAML at line"),
     "unknown field": ("episodes:\n  n_wya: 3\n", "unknown field 'episodes.n_wya'"),
     "out of range": ("episodes:\n  n_way: 1\n", "field 'episodes.n_way': Input should be greater than or equal to 2"),
-    "unknown method": ("methods: [tint, magic]\n", "field 'methods.1': Input should be"),
+    "unknown method": ("methods: [tint, magic]\n", "field 'methods.1': unknown method 'magic'"),
 }
 
 

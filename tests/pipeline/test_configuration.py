@@ -71,3 +71,9 @@ def test_tint_variants_name_their_alpha_and_unknown_methods_are_refused():
     for bad in ("tint@1.5", "tint@", "magic", "TINT"):
         with pytest.raises(ConfigError, match="unknown method"):
             BenchmarkConfig.from_mapping({"methods": ["tint", bad]})
+
+
+def test_the_committed_experiment_yaml_is_the_digits_tint_preset():
+    from tint_core.pipeline.presets import digits_tint_config
+
+    assert BenchmarkConfig.from_yaml(EXAMPLES / "digits-tint.yaml") == digits_tint_config(1, 10)

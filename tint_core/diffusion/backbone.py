@@ -365,9 +365,10 @@ def _load_components(folder: Path) -> dict[str, object]:
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     if unet_config.get("addition_embed_type") or unet_config.get("in_channels", 4) != 4:
         raise ValueError(f"{folder} is not a Stable Diffusion 1.x/2.x text-to-image checkpoint (SDXL/inpainting unsupported)")
+    # low_cpu_mem_usage needs `accelerate`, which is not a dependency: ask for the plain loader instead of a warning
     return {
-        "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
-        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae"),
+        "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet", low_cpu_mem_usage=False),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", low_cpu_mem_usage=False),
         "text_encoder": CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
         "tokenizer": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
         "scheduler": DDIMScheduler.from_pretrained(folder, subfolder="scheduler"),

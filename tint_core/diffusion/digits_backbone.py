@@ -27,6 +27,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from pydantic import Field
 
 from tint_core.config import TintConfig
+from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.random_backbones import clip_text_encoder, sd_ddim_scheduler, tiny_tokenizer
 from tint_core.fewshot.augment import AugmentConfig, random_affine
@@ -52,7 +53,7 @@ class DigitsBackboneConfig(TintConfig):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the UNet's exponential moving average.")
     augment: AugmentConfig = Field(
         default_factory=lambda: AugmentConfig(crop_scale_min=0.8, rotation_degrees=10.0, shear_degrees=5.0,
-                                              hflip_probability=0.0, padding="zeros"),  # fmt: skip
+                                              hflip_probability=0.0, padding="zeros"),
         description="Small random affine maps of the training images (never flipped: a mirrored 3 is no 3).",
     )
     seed: int = Field(0, description="Seeds initialisation, batches, noise, augmentation and caption dropout.")
@@ -211,6 +212,29 @@ def save_components(components: dict[str, object], folder: str | Path, dtype: to
     components["tokenizer"].save_pretrained(folder / "tokenizer")
     components["scheduler"].save_pretrained(folder / "scheduler")
     return folder
+
+
+def autoencoder_psnr(backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of each image after encoding and decoding: (B, 3, H, W) in [0, 1] at the working size → (B,)."""
+    with torch.no_grad():
+        error = (backbone.decode(backbone.encode(images)) - images).pow(2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(1 / error.clamp_min(1e-10))
+
+
+def caption_images(backbone: Backbone, class_names: list[str], per_class: int, guidance_scale: float = 7.5,
+                   steps: int = 25, template: str = DIGITS_CAPTION, seed: int = 0) -> torch.Tensor:  # fmt: skip
+    """Images sampled from each class's caption with classifier-free guidance: (len(class_names) · per_class, 3, H, W),
+    class-major."""
+    from tint_core.diffusion.ddim import guided_denoise
+    from tint_core.diffusion.prompts import null_text_embedding
+
+    ids = backbone.token_ids([template.format(name) for name in class_names])
+    with torch.no_grad():
+        text = backbone.text_embeddings(ids).repeat_interleave(per_class, dim=0)
+        null = null_text_embedding(backbone).expand(len(text), -1, -1)
+        noise = torch.randn((len(text), *backbone.latent_shape), generator=torch.Generator().manual_seed(seed))
+        latents = guided_denoise(backbone, noise, text, null, backbone.timesteps(steps), guidance_scale)
+        return backbone.decode(latents)
 
 
 def digits_training_data(base: tuple[int, ...] = (0, 1, 2, 3, 4), size: int = 16

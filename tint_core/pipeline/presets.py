@@ -1,19 +1,22 @@
-"""Ready-made benchmark configurations.
+"""Ready-made benchmark configurations on the bundled digits.
 
-``demo_config`` is the main job's embedded default: the bundled digits, the tiny random-weight diffusion backbone,
-the digits teacher/student recipe, a local store, CPU. It runs end to end in minutes on two cores. The tiny backbone
-has random weights: its images are noise, so the demo's numbers show the machinery, not what TINT can do.
+``demo_config`` is the main job's embedded default: the digits latent diffusion model shipped with the package
+(trained here on digits 0-4 only), the digits teacher/student recipe, a local store, CPU; five-way one-shot episodes
+of the novel digits 5-9. It runs end to end in minutes on two cores. ``digits_tint_config`` is the experiment of
+benchmarks/digits_tint.py: the same data, every method, settings closer to SPEC.
 """
 
 from __future__ import annotations
 
 from tint_core.diffusion.config import (
     BackboneConfig,
+    EngineConfig,
     GenerationConfig,
     NullTextConfig,
     SpecializationConfig,
     TextualInversionConfig,
 )
+from tint_core.diffusion.digits_backbone import DIGITS_CAPTION
 from tint_core.fewshot import digits_recipe as recipe
 from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.student import StudentConfig
@@ -31,40 +34,61 @@ from tint_core.pipeline.config import (
 DEMO_STORE = "outputs/demo/store"
 
 
-def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
-    """Five-way one-shot episodes of novel digits 5-9, every method, on the tiny backbone (see the module docstring)."""
+def digits_generator(ti_steps: int, images_per_class: int, ddim_steps: int) -> GeneratorConfig:
+    """The shipped digits backbone on the CPU; its prompt template is the wording of its training captions."""
+    return GeneratorConfig(
+        specialization=SpecializationConfig(
+            backbone=BackboneConfig(source="digits", device="cpu"),
+            textual_inversion=TextualInversionConfig(steps=ti_steps, prompt_template=DIGITS_CAPTION, init_word="digit"),
+            null_text=NullTextConfig(num_steps=ddim_steps),
+            engine=EngineConfig(generation_batch_size=64),
+        ),
+        generation=GenerationConfig(images_per_class=images_per_class),
+    )
+
+
+def digits_config(store: str, episodes: EpisodeConfig, generator: GeneratorConfig, methods: list[str]) -> BenchmarkConfig:
+    """Novel digits with the digits teacher/student recipe (both pre-trained 15 epochs on base digits 0-4)."""
     return BenchmarkConfig(
         store=store,
         dataset=DatasetConfig(source="digits", digits_size=recipe.SIZE),
-        episodes=EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=10, seed=0),
-        generator=GeneratorConfig(
-            specialization=SpecializationConfig(
-                backbone=BackboneConfig(source="tiny", device="cpu"),
-                textual_inversion=TextualInversionConfig(steps=100, warmup_steps=10),
-                null_text=NullTextConfig(num_steps=10),
-            ),
-            generation=GenerationConfig(images_per_class=40),
-        ),
+        episodes=episodes,
+        generator=generator,
         teacher=TeacherSetup(
-            model=TeacherConfig(backbone=recipe.teacher_backbone()),
-            pretrain=recipe.teacher_pretrain(epochs=15),
+            model=TeacherConfig(backbone=recipe.teacher_backbone()), pretrain=recipe.teacher_pretrain(epochs=15),
             centre_on_base=True,
         ),
         student=StudentSetup(
-            model=StudentConfig(backbone=recipe.student_backbone()),
-            pretrain=recipe.student_pretrain(epochs=15),
+            model=StudentConfig(backbone=recipe.student_backbone()), pretrain=recipe.student_pretrain(epochs=15),
             distill=DistillConfig(epochs=10, augment=recipe.DIGITS_AUGMENT),
             supports_only=DistillConfig(epochs=50, augment=recipe.DIGITS_AUGMENT),
         ),
+        methods=methods,
         evaluation=EvaluationConfig(target_half_width=0.02),
     )
 
 
+def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
+    """Eight five-way one-shot episodes of novel digits 5-9: supports only, TI only, TINT at α = 1 and 0.5, real pool."""
+    return digits_config(
+        store, EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=8, seed=0),
+        digits_generator(ti_steps=100, images_per_class=20, ddim_steps=10),
+        ["supports_only", "ti_only", "tint", "tint@0.5", "real_pool"],
+    )  # fmt: skip
+
+
+def digits_tint_config(k_shot: int, episodes: int, store: str = "outputs/digits-tint/store") -> BenchmarkConfig:
+    """The experiment: every method, α = 1, 0.5 and random, 300 TI steps, 25 DDIM steps, 32 images per class."""
+    return digits_config(
+        store, EpisodeConfig(split="novel", n_way=5, k_shot=k_shot, n_query=15, episodes=episodes, seed=0),
+        digits_generator(ti_steps=300, images_per_class=32, ddim_steps=25),
+        ["supports_only", "ti_only", "tint", "tint@0.5", "tint@random", "real_pool"],
+    )  # fmt: skip
+
+
 def demo_yaml() -> str:
     """``examples/demo.yaml``: the demo configuration written out, with a header saying how to regenerate it."""
-    header = (
-        "# The main job's embedded defaults (tint_core.pipeline.presets.demo_config), written out: `make demo` "
-        "runs them.\n# Regenerate after changing demo_config:\n#   python -c 'from tint_core.pipeline.presets "
-        'import demo_yaml; print(demo_yaml(), end="")\' > examples/demo.yaml\n'
-    )
+    header = ("# The main job's embedded defaults (tint_core.pipeline.presets.demo_config), written out: `make demo` "
+              "runs them.\n# Regenerate after changing demo_config:\n#   python -c 'from tint_core.pipeline.presets "
+              "import demo_yaml; print(demo_yaml(), end=\"\")' > examples/demo.yaml\n")  # fmt: skip
     return header + demo_config().to_yaml()

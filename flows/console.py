@@ -1,0 +1,36 @@
+"""What the flows' command-line entry points share: a quiet terminal and one-line errors for bad input."""
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from tint_core.pipeline.checks import USER_ERRORS
+
+
+def quiet_terminal(*, verbose: bool = False, random_backbone: bool = False) -> None:
+    """Keep a run's terminal output to the flow's stage and progress lines (task runs stay in the Prefect UI).
+
+    Args:
+        verbose: keep every task run's log lines.
+        random_backbone: the diffusion backbone has random weights, which invert badly by design: no warning per
+            support.
+    """
+    # The ephemeral server's telemetry fights the flow for the sqlite database ("database is locked" tracebacks).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a bar per loaded text encoder
+    if not verbose:
+        logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+    if random_backbone:
+        logging.getLogger("tint_core.diffusion.specialization").setLevel(logging.ERROR)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run an entry point: its exit code, or for bad input one line on stderr and exit code 1."""
+    try:
+        sys.exit(main())
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
