@@ -42,9 +42,10 @@ TINY_GENERATOR = GeneratorConfig(
 
 
 def small_config(store: str, **changes: object) -> BenchmarkConfig:
-    """The demo's shape at test scale: 3-way 1-shot, 4 queries, 2 episodes, every method, seconds per run."""
+    """The demo's shape at test scale: 3-way 1-shot, 4 queries, 2 episodes, the four base methods, seconds per run."""
     base = demo_config(store)
     config = base.updated(
+        methods=["supports_only", "ti_only", "tint", "real_pool"],
         episodes=base.episodes.updated(n_way=3, n_query=4, episodes=2),
         generator=TINY_GENERATOR,
         teacher=TeacherSetup(
