@@ -10,7 +10,7 @@
    episodes serve every method: supports only, TI only, TINT at α = 1, 0.5 and random, the real pool. Raising
    E only computes the new episodes: every step is cached in the store under ``--out``.
 
-Prints Markdown; writes results.json under ``--out``.
+Prints Markdown; writes results.json under ``--out`` (results of shots not rerun are kept).
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"backbone": backbone_figures(args.out)}
+    saved = args.out / "results.json"
+    results: dict = json.loads(saved.read_text()) if saved.exists() else {}  # other shots' results stay
+    results["backbone"] = backbone_figures(args.out)
     print(f"digits backbone: autoencoder PSNR on novel digits {results['backbone']['vae_psnr_novel_db']:.1f} dB; "
           f"{100 * results['backbone']['caption_recognition']:.1f}% of base-caption samples show their digit")  # fmt: skip
     for k_shot in args.shots:
@@ -86,7 +88,7 @@ def main() -> None:
                                      "summary": final.summary.model_dump(mode="json")}  # fmt: skip
         print(f"\n{summary_markdown(final.summary)}\nplanned from the {args.pilot}-episode pilot: {planned} episodes "
               f"(±2 points on each paired gain: {gains}); {pilot_seconds + seconds:.0f} s")  # fmt: skip
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        saved.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -66,10 +66,27 @@ def _track(futures: list[PrefectFuture], units: list[PrefectFuture]) -> None:
             logger.info("progress: %s", description)
 
 
+def _dispatch(submit: Submissions, steps: StepTasks, config: BenchmarkConfig, episode: dict[str, PrefectFuture],
+              unit_specs: list[tuple[str, list[int]]], methods: list[str]) -> list[list[PrefectFuture]]:  # fmt: skip
+    """With ``fan_out: deployments``, one deployment run per chunk of units; per unit, the run it waits for."""
+    execution = config.execution
+    if execution.fan_out == "tasks":
+        return [[] for _ in unit_specs]
+    waits: list[list[PrefectFuture]] = []
+    for start in range(0, len(unit_specs), execution.units_per_run):
+        chunk = unit_specs[start : start + execution.units_per_run]
+        run = submit(steps.run_units_on_workers, execution, config.store, [episode[e] for e, _ in chunk],
+                     [classes for _, classes in chunk], config.generator, methods)  # fmt: skip
+        waits += [[run]] * len(chunk)
+    return waits
+
+
 DEMO = demo_config()  # the flow's default parameter: the main job's embedded defaults
 
 
-@flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=4))
+# Heavy steps take turns on their device (tasks.runtime.device_slot); the threads let light steps, cache checks and
+# waits for workers' deployment runs proceed meanwhile, so their number bounds the units dispatched at once.
+@flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     """Score supports-only, TI-only, TINT and real-pool students on the same episodes; summarise with intervals."""
     logger = get_run_logger()
@@ -91,19 +108,20 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     logger.info("stage 1: dataset, %d episodes of %d-way %d-shot, backbones", len(ids), episodes.n_way,
                 episodes.k_shot)  # fmt: skip
 
-    # 2. specialisation units, then each unit's images for every generating method
+    # 2. specialisation units, then each unit's images for every generating method; on workers, the tasks below
+    #    wait for the units' deployment runs and find their artifacts in the store (Cached)
     generated = [method for method in config.methods if generator_method(method)]
+    unit_specs = [(e, classes) for e in ids for classes in specialization_units(config)] if generated else []
+    on_workers = _dispatch(submit, steps, config, episode, unit_specs, generated)
     units: list[PrefectFuture] = []
-    images: dict[str, dict[str, list[PrefectFuture]]] = {e: {} for e in ids}
-    if generated:
-        for e in ids:
-            episode_units = [submit(steps.specialize_unit, store, episode[e], classes, config.generator)
-                             for classes in specialization_units(config)]  # fmt: skip
-            units += episode_units
-            for method in generated:
-                images[e][method] = [submit(steps.generate_unit, store, unit, config.generator, method)
-                                     for unit in episode_units]  # fmt: skip
-    logger.info("stage 2: %d specialisation units (%s granularity), images for %s", len(units), config.unit,
+    images: dict[str, dict[str, list[PrefectFuture]]] = {e: {method: [] for method in generated} for e in ids}
+    for index, (e, classes) in enumerate(unit_specs):
+        unit = submit(steps.specialize_unit, store, episode[e], classes, config.generator, wait_for=on_workers[index])
+        units.append(unit)
+        for method in generated:
+            images[e][method].append(submit(steps.generate_unit, store, unit, config.generator, method))
+    logger.info("stage 2: %d specialisation units (%s granularity, %s), images for %s", len(units), config.unit,
+                "on workers of " + config.execution.deployment if any(on_workers) else "as tasks",
                 ", ".join(generated) or "no method")  # fmt: skip
 
     # 3. per episode: the teacher's score; per method: soft labels, distilled student, its score

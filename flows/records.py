@@ -54,7 +54,7 @@ class Submissions:
     def __init__(self) -> None:
         self.futures: list[PrefectFuture] = []
 
-    def __call__(self, task: Task, *args: Any) -> PrefectFuture:
-        future = task.submit(*args)
+    def __call__(self, task: Task, *args: Any, wait_for: list[PrefectFuture] | None = None) -> PrefectFuture:
+        future = task.submit(*args, wait_for=wait_for or None)
         self.futures.append(future)
         return future

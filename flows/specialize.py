@@ -1,35 +1,43 @@
-"""The specialisation unit as a flow of its own: some of an episode's classes, specialised and then generated from,
-on one device. A GPU worker runs it alone; the artifacts are the ones the benchmark's tasks would write."""
+"""The specialisation units as a flow of their own: the work a GPU worker runs (deployments/prefect.yaml).
 
-from prefect import flow
+Each unit is some of an episode's classes, specialised and then generated from, on this process's device; units run
+one after another. The artifacts are the ones the benchmark's tasks would write, under the same keys, with the same
+cache records, so the benchmark that dispatched the units finds them all in the shared store.
+"""
+
+from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from tasks import StepTasks
-from tint_core.pipeline.config import GeneratorConfig, Method, generator_method
+from tint_core.pipeline.config import GeneratorConfig, Method, SpecializationUnit, generator_method
 from tint_core.store import ArtifactRef
 
 
 class UnitOutcome(BaseModel):
-    """The unit's class specialisations and, per generating method, its classes' image sets (in class order)."""
+    """A unit's class specialisations and, per generating method, its classes' image sets (in class order)."""
 
     specializations: list[ArtifactRef]
     images: dict[str, list[ArtifactRef]]
 
 
 @flow(name="specialize")
-def specialize(store: str, episode: ArtifactRef, classes: list[int], generator: GeneratorConfig,
-               methods: list[Method] | None = None) -> UnitOutcome:  # fmt: skip
-    """Specialise the backbone to the episode's ``classes``, then generate their images for each generating method.
+def specialize(store: str, units: list[SpecializationUnit], generator: GeneratorConfig,
+               methods: list[Method] | None = None) -> list[UnitOutcome]:  # fmt: skip
+    """Specialise the backbone to each unit's classes, then generate their images for each generating method.
 
     Args:
         store: the artifact store shared with the parent flow.
-        episode: the episode artifact (from the benchmark's sample-episode step, or a support folder's index).
-        classes: positions of the classes in the episode.
+        units: episode artifacts (the benchmark's sample-episode step) and the positions of the classes to specialise.
         generator: backbone, specialisation and generation settings.
         methods: generating methods to sample images for (default: tint): ti_only, tint, tint@<alpha>, tint@random.
     """
-    steps = StepTasks(store)
-    specializations = steps.specialize_unit(store, episode, classes, generator)
+    steps, logger = StepTasks(store), get_run_logger()
     generating = [method for method in (methods or ["tint"]) if generator_method(method)]
-    images = {method: steps.generate_unit(store, specializations, generator, method) for method in generating}
-    return UnitOutcome(specializations=specializations, images=images)
+    outcomes = []
+    for index, unit in enumerate(units, start=1):
+        specializations = steps.specialize_unit(store, unit.episode, unit.classes, generator)
+        images = {method: steps.generate_unit(store, specializations, generator, method) for method in generating}
+        outcomes.append(UnitOutcome(specializations=specializations, images=images))
+        logger.info("unit %d of %d done: episode %s, classes %s", index, len(units), unit.episode.key[:12],
+                    unit.classes)  # fmt: skip
+    return outcomes

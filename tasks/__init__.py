@@ -5,7 +5,7 @@
 
 from prefect import Task
 
-from tasks import classify, data, generation, results, training
+from tasks import classify, data, dispatch, generation, results, training
 from tasks.caching import store_records
 
 
@@ -23,6 +23,7 @@ class StepTasks:
         self.index_support_set = configured(data.index_support_set)
         self.specialize_unit = configured(generation.specialize_unit)
         self.generate_unit = configured(generation.generate_unit)
+        self.run_units_on_workers = configured(dispatch.run_units_on_workers)
         self.prepare_backbone = configured(classify.prepare_backbone)
         self.score_teacher = configured(classify.score_teacher)
         self.label_images = configured(classify.label_images)

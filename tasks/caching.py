@@ -34,15 +34,18 @@ def _refs(result: Any) -> list[ArtifactRef]:
 
 
 def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, keys: list[str]) -> bool:
-    """Whether the record under ``key`` (if any) returns the artifacts now in the store, digest for digest."""
+    """Whether the record under ``key`` (if any) covers ``keys`` and returns artifacts now in the store, digest for
+    digest (a record may hold more artifacts than ``keys``: those its task wrote from them, all verified here)."""
     if not results.exists(key):
         return True
     try:
         refs = _refs(results.read(key).result)
     except Exception:  # noqa: BLE001  (an unreadable record, whatever the reason, is as good as none)
         return False
-    current = {manifest.key: manifest.digest for manifest in (store.inspect(k) for k in keys)}
-    return [(ref.key, ref.digest) for ref in refs] == [(k, current[k]) for k in keys]
+    recorded = {ref.key: ref.digest for ref in refs}
+    if not set(keys) <= set(recorded) or set(store.verify(list(recorded), use_cache=True).valid) != set(recorded):
+        return False
+    return all(store.inspect(k).digest == digest for k, digest in recorded.items())
 
 
 def _delete_record(results: ResultStore, key: str) -> None:
@@ -64,16 +67,21 @@ class StoredArtifacts(CachePolicy):
     Args:
         keys: the step's keys function (``tint_core.pipeline``), called with the task's arguments; the task must take
             the store URL as ``store``.
+        variant: for a task that also writes artifacts whose keys are only known once ``keys`` exist (a worker's
+            unit: its image sets depend on its specialisations' digests), a function of the task's arguments giving
+            what else those artifacts depend on (JSON). It joins the cache key; the task returns references to every
+            artifact it wrote, and the record counts only while all of them verify.
     """
 
     keys: Callable[..., list[str]] | None = None
+    variant: Callable[..., Any] | None = None
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:  # fmt: skip
         if self.keys is None:
             raise ValueError("StoredArtifacts needs the step's keys function")
         keys = self.keys(**inputs)
-        key = record_key(keys)
+        key = record_key(keys) if self.variant is None else record_key([*keys, canonical_json(self.variant(**inputs))])
         store = open_store(inputs["store"])
         # Remote parts are checked through the local read cache: downloaded once per machine, then re-hashed.
         valid = set(store.verify(keys, use_cache=True).valid)

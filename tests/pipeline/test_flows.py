@@ -15,6 +15,7 @@ from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.student import StudentConfig, load_student
 from tint_core.fewshot.teacher import TeacherConfig
 from tint_core.pipeline import DistillAppConfig
+from tint_core.pipeline.config import SpecializationUnit
 from tint_core.pipeline.generation import generate_keys, specialize_keys
 from tint_core.store import ArtifactStore
 
@@ -78,6 +79,10 @@ def test_the_application_needs_at_least_two_classes(tmp_path, support_folder):
     assert not (tmp_path / "store").exists()
 
 
+def specialize_keys_refs(store: ArtifactStore, url: str, episode, classes, generator) -> list:
+    return [store.ref(key) for key in specialize_keys(url, episode, classes, generator)]
+
+
 def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url, unit="class")
@@ -87,7 +92,10 @@ def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_pa
     episode_ref = store.ref(episode.key)
     artifacts = len(store.list())
 
-    unit = specialize(url, episode_ref, [0, 2], config.generator, ["tint", "ti_only"])
+    units = [SpecializationUnit(episode=episode_ref, classes=[0, 2]), SpecializationUnit(episode=episode_ref,
+                                                                                         classes=[1])]  # fmt: skip
+    unit, single = specialize(url, units, config.generator, ["tint", "ti_only"])
+    assert single.specializations == specialize_keys_refs(store, url, episode_ref, [1], config.generator)
     assert [ref.key for ref in unit.specializations] == specialize_keys(url, episode_ref, [0, 2], config.generator)
     for method in ("tint", "ti_only"):
         assert [ref.key for ref in unit.images[method]] == generate_keys(url, unit.specializations, config.generator,

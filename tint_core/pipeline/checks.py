@@ -83,7 +83,7 @@ def check_benchmark(config: BenchmarkConfig) -> None:
     base_needed = config.teacher.pretrain is not None or config.student.pretrain is not None
     if (base_needed or config.teacher.centre_on_base) and not split_counts(config, "base"):
         raise ValueError("pre-training needs a base split, and the dataset's is empty")
-    if config.needs_generator:
+    if config.needs_generator and config.execution.fan_out == "tasks":  # else the workers load it, not this machine
         backbone = config.generator.specialization.backbone
         backbone_identity(backbone.source, backbone.seed)
     _check_backbone(config.teacher.model.backbone, "teacher", config.teacher.pretrain is not None)

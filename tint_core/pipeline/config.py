@@ -19,6 +19,7 @@ from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig
 from tint_core.fewshot.student import StudentConfig
 from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.store import ArtifactRef
 
 METHODS: tuple[str, ...] = ("supports_only", "ti_only", "tint", "real_pool")
 # tint with its own α: tint@0.5 (a fixed α in [0, 1]) or tint@random (α ~ U[0, 1] per image)
@@ -102,6 +103,13 @@ class GeneratorConfig(TintConfig):
     seed: int = Field(0, description="Root seed of specialisation and generation (each class derives its own).")
 
 
+class SpecializationUnit(TintConfig):
+    """Some of an episode's classes, specialised together on one device (the unit a GPU worker runs)."""
+
+    episode: ArtifactRef = Field(description="The episode artifact (the benchmark's sample-episode step).")
+    classes: list[int] = Field(min_length=1, description="Positions of the classes in the episode.")
+
+
 class TeacherSetup(TintConfig):
     """The few-shot teacher and how its backbone is prepared."""
 
@@ -126,6 +134,35 @@ class StudentSetup(TintConfig):
     supports_only: DistillConfig = Field(
         default_factory=lambda: DistillConfig(epochs=50),
         description="The supports-only baseline: the same loop on the supports alone (epochs = steps).",
+    )
+
+
+class ExecutionConfig(TintConfig):
+    """Where the specialisation units run. Artifacts and keys are the same either way."""
+
+    fan_out: Literal["tasks", "deployments"] = Field(
+        "tasks",
+        description="'tasks': units run as tasks of this flow, one at a time per device. 'deployments': each chunk of "
+        "units runs as a flow run of the specialize deployment, picked up by a worker of its work pool (GPU "
+        "workers); this flow fans in over the shared store.",
+    )
+    deployment: str = Field(
+        "specialize/tint-specialize",
+        description="The specialize deployment, as '<flow name>/<deployment name>' (fan_out: deployments).",
+    )
+    units_per_run: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="Specialisation units per deployment run: a larger chunk spreads a run's fixed orchestration "
+        "cost over more units (see docs/deployments.md), a smaller one spreads the work over more workers.",
+    )
+    attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Deployment runs tried per chunk: a run that crashes with its worker, or fails, is submitted "
+        "again (what it already wrote is reused) before the benchmark gives up.",
     )
 
 
@@ -164,6 +201,7 @@ class BenchmarkConfig(TintConfig):
         description="What one specialisation task covers: an episode's classes batched on one device, "
         "or a single class. Artifacts are per class either way, so the choice never changes a key.",
     )
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="Where units run.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Summary and planning.")
 
     @model_validator(mode="after")

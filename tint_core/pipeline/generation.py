@@ -141,3 +141,18 @@ def generate_unit(store: str, specializations: list[ArtifactRef], generator: Gen
             })  # fmt: skip
             output.put(opened, {"images": images, "meta": {"class_name": spec.class_name, "method": method}})
     return [opened.ref(output.key) for output in outputs]
+
+
+def unit_refs(store: str, episode: ArtifactRef, classes: list[int], generator: GeneratorConfig,
+              methods: Sequence[str]) -> list[ArtifactRef]:  # fmt: skip
+    """References to a unit's class specialisations, then its image sets per method, all already in the store
+    (written by a worker's run of the unit).
+
+    Raises:
+        ArtifactNotFoundError: one of them is missing.
+    """
+    artifacts = open_store(store)
+    specializations = [artifacts.ref(key) for key in specialize_keys(store, episode, classes, generator)]
+    images = [artifacts.ref(key) for method in methods for key in generate_keys(store, specializations, generator,
+                                                                                 method)]  # fmt: skip
+    return specializations + images
