@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from flows.console import quiet_terminal, run_main
 from flows.records import Submissions, wait_for_task_runs
 from tasks import StepTasks
-from tasks.results import publish_results, read_summary
+from tasks.results import publish_results, read_summary, record_history
 from tint_core.diffusion.backbone import RANDOM_BACKBONES
 from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
@@ -147,7 +147,9 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     results = aggregate.result()
     summary = read_summary(store, results)
     publish_results(summary, results)
-    logger.info("stage 4: %d episodes summarised; results table and summary in %s", len(ids), results.uri)
+    runs = record_history(config, summary, results)
+    logger.info("stage 4: %d episodes summarised; results table and summary in %s; run %d of this configuration's "
+                "history", len(ids), results.uri, runs)  # fmt: skip
     return BenchmarkOutcome(summary=summary, results=results, task_runs=len(submit.futures))
 
 

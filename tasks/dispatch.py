@@ -26,7 +26,9 @@ class UnitsFailedError(RuntimeError):
 
 def _specialization_keys(store: str, episodes: list[ArtifactRef], classes: list[list[int]], generator: GeneratorConfig,
                          **_: Any) -> list[str]:  # fmt: skip
-    return [key for episode, group in zip(episodes, classes) for key in specialize_keys(store, episode, group, generator)]
+    return [
+        key for episode, group in zip(episodes, classes) for key in specialize_keys(store, episode, group, generator)
+    ]
 
 
 def _generation(generator: GeneratorConfig, methods: list[str], **_: Any) -> dict[str, Any]:

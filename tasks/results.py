@@ -1,12 +1,14 @@
-"""Fan-in: the results table and summary in the store, and the same as Prefect artifacts on the flow run."""
+"""Fan-in: the results table and summary in the store, and the same as Prefect artifacts on the flow run; the run's
+line in the benchmark's history."""
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 from tasks.caching import StoredArtifacts
 from tasks.runtime import STEP_OPTIONS
-from tint_core.pipeline import results
-from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
+from tint_core.pipeline import history, results
+from tint_core.pipeline.config import BenchmarkConfig, EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import open_store
 from tint_core.store import ArtifactRef
 
@@ -31,3 +33,15 @@ def publish_results(summary: results.BenchmarkSummary, ref: ArtifactRef) -> None
     where = f"\n\nResults table and summary in the store: `{ref.uri}` (parts `results`, `summary`).\n"
     create_markdown_artifact(results.summary_markdown(summary) + where, key="tint-benchmark-summary",
                              description="Benchmark summary")  # fmt: skip
+
+
+def record_history(config: BenchmarkConfig, summary: results.BenchmarkSummary, ref: ArtifactRef) -> int:
+    """Append this flow run to its series' history in the store and attach the trend per method as a Markdown
+    artifact; return how many runs the series now has. Every run appends, cached or not: the history is of runs."""
+    history.append_history(config.store, config, summary, ref, str(flow_run.id), flow_run.name or "")
+    table = history.read_history(config.store, history.series_id(config))
+    runs = len(set(table.column("run_id").to_pylist()))
+    create_markdown_artifact(f"## Benchmark history ({runs} runs of series {history.series_id(config)})\n\n"
+                             + history.history_markdown(table), key="tint-benchmark-history",
+                             description="Accuracy per method over the runs of this configuration")  # fmt: skip
+    return runs

@@ -8,6 +8,7 @@ import pytest
 
 from flows.benchmark import benchmark
 from tests.pipeline.helpers import run_flow, small_config
+from tint_core.pipeline.history import read_history, series_id
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -37,7 +38,8 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     assert len(first.task_runs) == 1 + 2 + 2 + 2 * 15 + 1
 
     artifacts = flow_run_artifacts(first.task_runs[0].flow_run_id)
-    assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress"}
+    assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress",
+                              "tint-benchmark-history"}  # fmt: skip
     assert artifacts["tint-benchmark-progress"].data == 100.0
     assert "| student: tint |" in artifacts["tint-benchmark-summary"].data
     assert first.outcome.results.key in artifacts["tint-benchmark-summary"].data
@@ -46,6 +48,13 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     assert len(second.task_runs) == len(first.task_runs) and second.all_cached
     assert second.outcome.results == first.outcome.results and second.outcome.summary == first.outcome.summary
     assert set(second.outcome.summary.methods) == {"supports_only", "ti_only", "tint", "real_pool"}
+    # Each run appended its line to the configuration's history; the trend is flat, nothing having changed.
+    history = read_history(config.store, series_id(config))
+    assert len(set(history.column("run_id").to_pylist())) == 2
+    tint = [row["accuracy"] for row in history.to_pylist() if row["method"] == "tint"]
+    assert tint == [first.outcome.summary.methods["tint"].accuracy.mean] * 2
+    trend = flow_run_artifacts(second.task_runs[0].flow_run_id)["tint-benchmark-history"].data
+    assert "2 runs of series" in trend and len([line for line in trend.splitlines() if line.startswith("| 20")]) == 2
 
 
 def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(tmp_path):

@@ -56,8 +56,8 @@ def test_the_library_never_imports_prefect():
 
 
 def test_tint_variants_name_their_alpha_and_unknown_methods_are_refused():
-    from tint_core.diffusion.config import GenerationConfig
     from tint_core.config import ConfigError
+    from tint_core.diffusion.config import GenerationConfig
     from tint_core.pipeline.config import generator_method, method_generation, method_order
 
     generation = GenerationConfig(alpha=1.0)

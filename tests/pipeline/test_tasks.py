@@ -37,7 +37,7 @@ class _State:
     def __init__(self, error: Exception):
         self.error = error
 
-    def result(self):  # noqa: ANN201
+    def result(self):
         raise self.error
 
 

@@ -38,6 +38,7 @@ logger = logging.getLogger("tint_core.store")
 DEFAULT_STORE_URL = "~/.cache/tint/store"
 ARTIFACTS = "artifacts"
 QUARANTINE = "quarantine"
+LOGS = "logs"
 MANIFEST = "manifest.json"
 DEFAULT_GC_AGE = 24 * 3600.0  # far longer than any put takes, so gc never removes a live writer's folder
 _VERIFY_BATCH_BYTES = 256 * 2**20
@@ -440,6 +441,27 @@ class ArtifactStore:
             else:
                 report.valid.append(key)
         return report
+
+    # Logs: append-only tables next to the artifacts (a benchmark's history of runs) --------------------------------
+
+    def append_log(self, log: str, name: str, data: bytes) -> None:
+        """Add the entry ``name`` to the append-only log ``log`` (``logs/<log>/<name>``), written whole or not at all.
+
+        Raises:
+            FileExistsError: the log already has an entry of that name (entries are never overwritten).
+        """
+        for part in (log, name):
+            if not part or part.startswith(".") or "\\" in part or ".." in part.split("/"):
+                raise ValueError(f"bad log path {part!r}")
+        if not self._backend.create_exclusive(f"{LOGS}/{log}/{name}", data):
+            raise FileExistsError(f"log {log!r} already has an entry {name!r} in store {self.url}")
+
+    def read_log(self, log: str) -> dict[str, bytes]:
+        """Every entry of the log ``log`` (name → bytes), in name order; empty when the log does not exist."""
+        folder = f"{LOGS}/{log}"
+        paths = sorted(info.path for info in self._backend.files(folder) if not info.path.rsplit("/", 1)[-1].startswith("."))
+        found = self._backend.read_many(dict.fromkeys(paths)) if paths else {}
+        return {path[len(folder) + 1 :]: data for path, data in found.items() if data is not None}
 
     def gc(self, older_than: float = DEFAULT_GC_AGE) -> GcReport:
         """Remove what crashed or losing writers left behind: writer folders no manifest refers to.

