@@ -15,6 +15,7 @@ Prints Markdown. The figures are orchestration only: a real unit adds its GPU ti
 """
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from prefect import flow, task, unmapped
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 REPO = Path(__file__).parents[1]
@@ -127,39 +129,43 @@ def main() -> None:
     env |= {"PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PYTHONPATH": str(REPO),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
-    os.environ.update(env)
+    logging.getLogger("prefect").setLevel(logging.WARNING)
     processes = [subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
                                    str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)]  # fmt: skip
     try:
         _wait_healthy(env["PREFECT_API_URL"])
-        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env=env,
-                       check=True, capture_output=True)  # fmt: skip
-        noop_units.from_source(source=str(REPO), entrypoint="benchmarks/fan_out_overhead.py:noop_units").deploy(
-            name=POOL, work_pool_name=POOL)  # fmt: skip
-        for index in range(args.workers):
-            processes.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name",
-                                               f"w{index}", "--limit", "1"], env=env, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
-        returned, recorded = measure_tasks(args.units)
-        print("| fan-out | flow runs | units | seconds | ms per unit |\n|---|---|---|---|---|")
-        print(
-            f"| tasks, until the flow returns | 1 | {args.units} | {returned:.0f} | {1000 * returned / args.units:.1f} |"
-        )
-        print(f"| tasks, until all recorded | 1 | {args.units} | {recorded:.0f} | {1000 * recorded / args.units:.1f} |")
-        sample, runs = measure_deployments(args.sample_runs, 1)
-        print(f"| deployments, 1 unit per run ({args.workers} workers) | {runs} | {args.sample_runs} | {sample:.0f} | "
-              f"{1000 * sample * args.workers / args.sample_runs:.0f} (worker-ms) |")  # fmt: skip
-        for chunk in args.chunks:
-            seconds, runs = measure_deployments(args.units, chunk)
-            print(f"| deployments, {chunk} units per run ({args.workers} workers) | {runs} | {args.units} | "
-                  f"{seconds:.0f} | {1000 * seconds * args.workers / args.units:.1f} (worker-ms) |")  # fmt: skip
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            _measure(args, env, processes)
     finally:
         for process in reversed(processes):
             if process.poll() is None:
                 os.killpg(os.getpgid(process.pid), signal.SIGTERM)
                 process.wait(timeout=30)
 
+
+def _measure(args: argparse.Namespace, env: dict[str, str], processes: list[subprocess.Popen]) -> None:
+    """Deploy the no-op unit flow on a process pool, start its workers, print the table."""
+    subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    noop_units.from_source(source=str(REPO), entrypoint="benchmarks/fan_out_overhead.py:noop_units").deploy(
+        name=POOL, work_pool_name=POOL)  # fmt: skip
+    for index in range(args.workers):
+        processes.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name",
+                                           f"w{index}", "--limit", "1"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+    units, workers = args.units, args.workers
+    returned, recorded = measure_tasks(units)
+    print("| fan-out | flow runs | units | seconds | ms per unit |\n|---|---|---|---|---|")
+    print(f"| tasks, until the flow returns | 1 | {units} | {returned:.0f} | {1000 * returned / units:.1f} |")
+    print(f"| tasks, until all recorded | 1 | {units} | {recorded:.0f} | {1000 * recorded / units:.1f} |")
+    sample, runs = measure_deployments(args.sample_runs, 1)
+    print(f"| deployments, 1 unit per run ({workers} workers) | {runs} | {args.sample_runs} | {sample:.0f} | "
+          f"{1000 * sample * workers / args.sample_runs:.0f} worker-ms |")  # fmt: skip
+    for chunk in args.chunks:
+        seconds, runs = measure_deployments(units, chunk)
+        print(f"| deployments, {chunk} units per run ({workers} workers) | {runs} | {units} | {seconds:.0f} | "
+              f"{1000 * seconds * workers / units:.1f} worker-ms |")  # fmt: skip
 
 if __name__ == "__main__":
     main()

@@ -186,6 +186,7 @@ def _crash_faster(cluster: Cluster, within: int) -> None:
         client.create_automation(AutomationCore.model_validate(spec))
 
 
+@pytest.mark.timeout(1200)  # two benchmarks, a 50 s silence before the crash is noticed, and the unit's rerun
 def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_artifact(cluster):
     slow = small_config("unused").generator.specialization.textual_inversion.updated(steps=40)
     undisturbed = on_workers(f"{cluster.store}/undisturbed")
