@@ -41,8 +41,13 @@ def api(cluster: Cluster):
         yield
 
 
-def on_workers(store: str, **changes: object) -> BenchmarkConfig:
-    return small_config(store, execution=ExecutionConfig(fan_out="deployments"), **changes)
+def on_workers(store: str) -> BenchmarkConfig:
+    """The small benchmark with its units on the GPU pool; 40 TI steps, so that a unit lasts long enough to be
+    interrupted."""
+    config = small_config(store, execution=ExecutionConfig(fan_out="deployments"))
+    specialization = config.generator.specialization
+    return config.updated(generator=config.generator.updated(specialization=specialization.updated(
+        textual_inversion=specialization.textual_inversion.updated(steps=40))))  # fmt: skip
 
 
 def trigger(config: BenchmarkConfig) -> tuple[FlowRun, float]:
@@ -83,11 +88,19 @@ def test_setup_stores_the_schedules_and_a_typed_parameter_schema(cluster):
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
 
 
-def test_the_benchmark_deployment_runs_its_units_on_both_gpu_workers_and_reruns_from_the_store(cluster):
+@pytest.fixture(scope="module")
+def undisturbed(cluster) -> tuple[BenchmarkConfig, FlowRun, float]:
+    """The benchmark deployment triggered once with its units on the workers: the configuration, the run, seconds."""
     config = on_workers(f"{cluster.store}/run")
     with api(cluster):
-        first, first_seconds = trigger(config)
-        assert first.state.is_completed(), first.state
+        run, seconds = trigger(config)
+    assert run.state.is_completed(), run.state
+    return config, run, seconds
+
+
+def test_the_benchmark_deployment_runs_its_units_on_both_gpu_workers_and_reruns_from_the_store(cluster, undisturbed):
+    config, first, first_seconds = undisturbed
+    with api(cluster):
         units = unit_runs(first)
         second, second_seconds = trigger(config)
         assert second.state.is_completed(), second.state
@@ -186,18 +199,12 @@ def _crash_faster(cluster: Cluster, within: int) -> None:
         client.create_automation(AutomationCore.model_validate(spec))
 
 
-@pytest.mark.timeout(1200)  # two benchmarks, a 50 s silence before the crash is noticed, and the unit's rerun
-def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_artifact(cluster):
-    slow = small_config("unused").generator.specialization.textual_inversion.updated(steps=40)
-    undisturbed = on_workers(f"{cluster.store}/undisturbed")
-    undisturbed = undisturbed.updated(generator=undisturbed.generator.updated(
-        specialization=undisturbed.generator.specialization.updated(textual_inversion=slow)))  # fmt: skip
-    disturbed = undisturbed.updated(store=f"{cluster.store}/disturbed")
+@pytest.mark.timeout(1200)  # a benchmark, a 50 s silence before the crash is noticed, and the unit's rerun
+def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_artifact(cluster, undisturbed):
+    reference = undisturbed[0]
+    disturbed = reference.updated(store=f"{cluster.store}/disturbed")
     with api(cluster):
         _crash_faster(cluster, within=50)
-        reference, _ = trigger(undisturbed)
-        assert reference.state.is_completed()
-
         outcome: dict = {}
 
         def trigger_disturbed() -> None:
@@ -223,7 +230,7 @@ def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_ar
                    "silence, the unit rerun on the other worker)")  # fmt: skip
     # The same artifacts as the undisturbed run (content digests; keys differ with the store's location), every one
     # complete and verified: nothing half-written.
-    reference_store, store = ArtifactStore(undisturbed.store), ArtifactStore(disturbed.store)
+    reference_store, store = ArtifactStore(reference.store), ArtifactStore(disturbed.store)
 
     def digests(artifacts: ArtifactStore) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
