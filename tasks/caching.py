@@ -34,8 +34,9 @@ def _refs(result: Any) -> list[ArtifactRef]:
 
 
 def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, keys: list[str]) -> bool:
-    """Whether the record under ``key`` (if any) covers ``keys`` and returns artifacts now in the store, digest for
-    digest (a record may hold more artifacts than ``keys``: those its task wrote from them, all verified here)."""
+    """Whether the record under ``key`` (if any) covers ``keys`` (already verified) and returns artifacts now in the
+    store, digest for digest. A record may hold more artifacts than ``keys``, those its task wrote from them: they
+    are verified here."""
     if not results.exists(key):
         return True
     try:
@@ -43,7 +44,8 @@ def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, key
     except Exception:  # noqa: BLE001  (an unreadable record, whatever the reason, is as good as none)
         return False
     recorded = {ref.key: ref.digest for ref in refs}
-    if not set(keys) <= set(recorded) or set(store.verify(list(recorded), use_cache=True).valid) != set(recorded):
+    extra = [k for k in recorded if k not in set(keys)]
+    if not set(keys) <= set(recorded) or set(store.verify(extra, use_cache=True).valid) != set(extra):
         return False
     return all(store.inspect(k).digest == digest for k, digest in recorded.items())
 
