@@ -147,7 +147,11 @@ def main() -> None:
         for process in reversed(processes):
             if process.poll() is None:
                 os.killpg(os.getpgid(process.pid), signal.SIGTERM)
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:  # a busy worker may not act on SIGTERM
+                    os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+                    process.wait()
 
 
 def _measure(args: argparse.Namespace, env: dict[str, str], processes: list[subprocess.Popen]) -> None:
