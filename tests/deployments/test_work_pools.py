@@ -88,6 +88,89 @@ def test_setup_stores_the_schedules_and_a_typed_parameter_schema(cluster):
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it where apt can
+ARTIFACTS = REPO / "outputs" / "test-artifacts"  # screenshots kept after the run (outputs/ is not committed)
+
+
+def _submit_from_the_form(page, base: str, deployment_id: object, run_name: str) -> None:
+    """As a person does: Deployments → search → the deployment → Run → Custom run; check the form, set E = 3, submit."""
+    page.goto(base + "/")
+    page.get_by_role("link", name="Deployments", exact=True).click()
+    page.get_by_placeholder("Search deployments").fill("tint-benchmark")
+    page.get_by_role("link", name="tint-benchmark", exact=True).first.click()
+    page.wait_for_url(f"**/deployments/deployment/{deployment_id}**")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Custom run").click()
+    episodes = page.get_by_label("Episodes (Optional)", exact=True)
+    episodes.wait_for()
+    # The configuration's fields show with their descriptions and bounds.
+    assert page.get_by_text("E: episodes (at least 2, for an interval).").first.is_visible()
+    assert page.get_by_text("N: classes per episode.").first.is_visible()
+    assert episodes.input_value() == "2" and episodes.get_attribute("min") == "2"
+    episodes.fill("3")
+    page.get_by_label("Run Name", exact=False).first.fill(run_name)
+    episodes.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "ui-custom-run-form.png"))  # the changed field, its section, its help
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("View run").first.wait_for()
+
+
+def _wait_for_run(cluster: Cluster, name: str, timeout: float = 900.0) -> FlowRun:
+    deadline = time.monotonic() + timeout
+    with api(cluster), get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+            if runs and runs[0].state and runs[0].state.is_final():
+                return runs[0]
+            time.sleep(2)
+    raise TimeoutError(f"run {name!r} not final within {timeout:.0f} s")
+
+
+def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(cluster):
+    # Runs before the deployment tests below: Prefect 3.9.1's V2 deployment page answered "Not Found" here once the
+    # server held their run_deployment subflow runs (see the note on issue 10).
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium could not be installed here ({CHROMIUM} missing): the UI test needs a real browser")
+    playwright = pytest.importorskip("playwright.sync_api")
+    # The operator's defaults for this cluster: the small tiny-backbone benchmark, units as tasks of one CPU worker.
+    config = small_config(f"{cluster.store}/ui")
+    with api(cluster), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("benchmark/tint-benchmark")
+        client.update_deployment(deployment.id, DeploymentUpdate(parameters={"config": config.model_dump(mode="json")}))
+    base = cluster.api_url.removesuffix("/api")
+    run_name = f"ui-run-{time.time_ns()}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as browser_driver:
+        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        blocked: list[str] = []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
+                      else (blocked.append(route.request.url), route.abort()))  # fmt: skip
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        failed_requests: list[str] = []  # API answers the UI got wrong, for the failure message
+        page.on("response", lambda response: failed_requests.append(f"{response.status} {response.url}")
+                if response.status >= 400 else None)  # fmt: skip
+        try:
+            _submit_from_the_form(page, base, deployment.id, run_name)
+            run = _wait_for_run(cluster, run_name)
+            page.goto(f"{base}/runs/flow-run/{run.id}")
+            page.get_by_text(run_name).first.wait_for()
+            page.get_by_text("Completed").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "ui-finished-run.png"), full_page=True)
+        except Exception as error:
+            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)  # what the browser showed
+            raise AssertionError(f"UI step failed; requests that failed: {failed_requests[:10]}") from error
+        finally:
+            browser.close()
+    assert run.state.is_completed(), run.state
+    assert run.parameters["config"]["episodes"]["episodes"] == 3 and run.labels["prefect.worker.name"] == "cpu-a"
+    assert not [url for url in blocked if url.startswith("http://127.0.0.1")]
+    timings.append(f"Prefect UI: custom run submitted from the form, completed on a worker; screenshots in {ARTIFACTS}")
+
+
 @pytest.fixture(scope="module")
 def undisturbed(cluster) -> tuple[BenchmarkConfig, FlowRun, float]:
     """The benchmark deployment triggered once with its units on the workers: the configuration, the run, seconds."""
@@ -121,70 +204,6 @@ def test_the_benchmark_deployment_runs_its_units_on_both_gpu_workers_and_reruns_
     assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
     timings.append(f"benchmark deployment, 2 units on 2 GPU-pool workers: {first_seconds:.0f} s; "
                    f"second trigger, all cached: {second_seconds:.0f} s")  # fmt: skip
-
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it where apt can
-ARTIFACTS = REPO / "outputs" / "test-artifacts"  # screenshots kept after the run (outputs/ is not committed)
-
-
-def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(cluster):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium could not be installed here ({CHROMIUM} missing): the UI test needs a real browser")
-    playwright = pytest.importorskip("playwright.sync_api")
-    # The operator's defaults for this cluster: the small tiny-backbone benchmark, units as tasks of one CPU worker.
-    config = small_config(f"{cluster.store}/ui")
-    with api(cluster), get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("benchmark/tint-benchmark")
-        client.update_deployment(deployment.id, DeploymentUpdate(parameters={"config": config.model_dump(mode="json")}))
-    base = cluster.api_url.removesuffix("/api")
-    run_name = f"ui-run-{time.time_ns()}"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as browser_driver:
-        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])  # fmt: skip
-        context = browser.new_context(viewport={"width": 1400, "height": 1800})
-        blocked: list[str] = []
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
-                      else (blocked.append(route.request.url), route.abort()))  # fmt: skip
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(base + "/")
-        page.get_by_role("link", name="Deployments", exact=True).click()
-        page.get_by_placeholder("Search deployments").fill("tint-benchmark")
-        page.get_by_role("link", name="tint-benchmark").first.click()
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Custom run").click()
-        episodes = page.get_by_label("Episodes (Optional)", exact=True)
-        episodes.wait_for()
-        # The configuration's fields show with their descriptions and bounds.
-        assert page.get_by_text("E: episodes (at least 2, for an interval).").first.is_visible()
-        assert page.get_by_text("N: classes per episode.").first.is_visible()
-        assert episodes.input_value() == "2" and episodes.get_attribute("min") == "2"
-        episodes.fill("3")
-        page.get_by_label("Run Name", exact=False).first.fill(run_name)
-        episodes.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "ui-custom-run-form.png"))  # the changed field, its section, its help
-        page.get_by_role("button", name="Submit").click()
-        page.get_by_text("View run").first.wait_for()
-
-        with api(cluster), get_client(sync_client=True) as client:
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
-                if runs and runs[0].state and runs[0].state.is_final():
-                    break
-                time.sleep(2)
-        run = runs[0]
-        page.goto(f"{base}/runs/flow-run/{run.id}")
-        page.get_by_text(run_name).first.wait_for()
-        page.get_by_text("Completed").first.wait_for()
-        page.screenshot(path=str(ARTIFACTS / "ui-finished-run.png"), full_page=True)
-        browser.close()
-    assert run.state.is_completed(), run.state
-    assert run.parameters["config"]["episodes"]["episodes"] == 3 and run.labels["prefect.worker.name"] == "cpu-a"
-    assert not [url for url in blocked if url.startswith("http://127.0.0.1")]
-    timings.append(f"Prefect UI: custom run submitted from the form, completed on a worker; screenshots in {ARTIFACTS}")
 
 
 def _crash_faster(cluster: Cluster, within: int) -> None:
