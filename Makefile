@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job: the benchmark flow on embedded defaults (digits, tiny backbone, local store, ephemeral Prefect).
 demo: setup
-	$(BIN)/python -m flows.benchmark
+	$(BIN)/tint demo
 
 test: setup
 	$(BIN)/python -m pytest

@@ -4,30 +4,30 @@
     base split ─► teacher and student backbones         teacher labels ◄─┘
                                   per episode × method: soft labels ─► distilled student ─► score ─► aggregate
 
-Run the main job (the embedded demo defaults, or a YAML file):
-
-    python -m flows.benchmark [CONFIG.yaml] [--store URL] [--episodes E]
+Run it with ``tint demo`` (the main job: the embedded demo defaults) or ``tint benchmark CONFIG.yaml``
+(``flows/cli.py``), or as a deployment (``deployments/prefect.yaml``).
 """
 
-import argparse
 import time
-from pathlib import Path
+from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.console import quiet_terminal, run_main
-from flows.records import Submissions, wait_for_task_runs
+from flows.console import notify_progress
+from flows.records import Submissions
 from tasks import StepTasks
-from tasks.results import publish_results, read_summary, record_history
-from tint_core.diffusion.backbone import RANDOM_BACKBONES
+from tasks.results import publish_report, publish_results, read_summary, record_history
 from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
+from tint_core.pipeline.history import series_id
 from tint_core.pipeline.presets import demo_config
-from tint_core.pipeline.results import BenchmarkSummary, summary_markdown
+from tint_core.pipeline.results import BenchmarkSummary
+from tint_core.pipeline.runs import RunRecord, UnitRecord
 from tint_core.store import ArtifactRef
 
 
@@ -37,12 +37,19 @@ class BenchmarkOutcome(BaseModel):
     summary: BenchmarkSummary
     results: ArtifactRef
     task_runs: int
+    run_id: str
+    report: str  # where the run's HTML report is in the store
 
 
 def specialization_units(config: BenchmarkConfig) -> list[list[int]]:
     """The class groups of one episode that each specialisation task covers."""
     classes = list(range(config.episodes.n_way))
     return [classes] if config.unit == "episode" else [[index] for index in classes]
+
+
+def _results(futures: dict) -> dict:
+    """The same nesting of dictionaries, each future replaced by its result."""
+    return {key: _results(value) if isinstance(value, dict) else value.result() for key, value in futures.items()}
 
 
 def _track(futures: list[PrefectFuture], units: list[PrefectFuture]) -> None:
@@ -57,6 +64,7 @@ def _track(futures: list[PrefectFuture], units: list[PrefectFuture]) -> None:
         steps_done += 1
         units_done += future.task_run_id in unit_ids
         description = f"{units_done} of {len(units)} specialisation units, {steps_done} of {len(futures)} steps"
+        notify_progress(steps_done, len(futures), units_done, len(units))
         if time.monotonic() - last_update > 1.0 or steps_done == len(futures):  # the API need not hear of each step
             last_update = time.monotonic()
             update_progress_artifact(progress, 100.0 * steps_done / len(futures), description=description)
@@ -90,6 +98,7 @@ DEMO = demo_config()  # the flow's default parameter: the main job's embedded de
 def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     """Score supports-only, TI-only, TINT and real-pool students on the same episodes; summarise with intervals."""
     logger = get_run_logger()
+    started = datetime.now(timezone.utc)
     check_benchmark(config)  # one-line errors before any work, nothing written
     steps, store, episodes = StepTasks(config.store), config.store, config.episodes
     submit = Submissions()
@@ -114,29 +123,32 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     unit_specs = [(e, classes) for e in ids for classes in specialization_units(config)] if generated else []
     on_workers = _dispatch(submit, steps, config, episode, unit_specs, generated)
     units: list[PrefectFuture] = []
+    unit_images: list[dict[str, PrefectFuture]] = []
     images: dict[str, dict[str, list[PrefectFuture]]] = {e: {method: [] for method in generated} for e in ids}
     for index, (e, classes) in enumerate(unit_specs):
         unit = submit(steps.specialize_unit, store, episode[e], classes, config.generator, wait_for=on_workers[index])
         units.append(unit)
+        unit_images.append({method: submit(steps.generate_unit, store, unit, config.generator, method)
+                            for method in generated})  # fmt: skip
         for method in generated:
-            images[e][method].append(submit(steps.generate_unit, store, unit, config.generator, method))
+            images[e][method].append(unit_images[-1][method])
     logger.info("stage 2: %d specialisation units (%s granularity, %s), images for %s", len(units), config.unit,
                 "on workers of " + config.execution.deployment if any(on_workers) else "as tasks",
                 ", ".join(generated) or "no method")  # fmt: skip
 
     # 3. per episode: the teacher's score; per method: soft labels, distilled student, its score
-    teacher_scores, labels, scores = {}, {e: {} for e in ids}, {e: {} for e in ids}
+    teacher_scores, labels, students, scores = {}, {e: {} for e in ids}, {e: {} for e in ids}, {e: {} for e in ids}
     for e in ids:
         teacher_scores[e] = submit(steps.score_teacher, store, episode[e], teacher, teacher_backbone)
         for method in config.methods:
-            unit_images = images[e].get(method)
+            method_images = images[e].get(method)
             pool = dataset if method == "real_pool" else None
             if method != "supports_only":
-                labels[e][method] = submit(steps.label_images, store, episode[e], method, unit_images, pool, teacher,
+                labels[e][method] = submit(steps.label_images, store, episode[e], method, method_images, pool, teacher,
                                            teacher_backbone)  # fmt: skip
-            trained = submit(steps.distill_student, store, episode[e], method, unit_images, labels[e].get(method),
-                             pool, student, student_backbone)  # fmt: skip
-            scores[e][method] = submit(steps.evaluate_student, store, episode[e], trained)
+            students[e][method] = submit(steps.distill_student, store, episode[e], method, method_images,
+                                         labels[e].get(method), pool, student, student_backbone)  # fmt: skip
+            scores[e][method] = submit(steps.evaluate_student, store, episode[e], students[e][method])
     logger.info("stage 3: %d students (%s) on %d episodes", len(ids) * len(config.methods), ", ".join(config.methods),
                 len(ids))  # fmt: skip
 
@@ -150,53 +162,21 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     runs = record_history(config, summary, results)
     logger.info("stage 4: %d episodes summarised; results table and summary in %s; run %d of this configuration's "
                 "history", len(ids), results.uri, runs)  # fmt: skip
-    return BenchmarkOutcome(summary=summary, results=results, task_runs=len(submit.futures))
 
-
-# The main job -------------------------------------------------------------------------------------------------------
-
-RANDOM_WEIGHTS_NOTE = """\
-Note: the '{source}' diffusion backbone has random weights, so its synthetic images are noise and the ti_only and
-tint rows say nothing about TINT; they show the pipeline working end to end. For real figures, use a Stable
-Diffusion checkpoint (and a real teacher) on a GPU, for example:
-    python -m flows.benchmark examples/sd15-gpu.yaml
-"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark flow (embedded demo defaults, or a YAML file), print the results, wait for Prefect."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", type=Path, help="BenchmarkConfig YAML (default: the embedded demo)")
-    parser.add_argument("--store", help="artifact store URL (overrides the configuration's)")
-    parser.add_argument("--episodes", type=int, help="number of episodes E (overrides the configuration's)")
-    parser.add_argument("--verbose", action="store_true", help="log every task run, not only the flow's progress")
-    args = parser.parse_args(argv)
-    config = BenchmarkConfig.from_yaml(args.config) if args.config else DEMO
-    overrides = {"store": args.store} if args.store else {}
-    if args.episodes:
-        overrides["episodes"] = config.episodes.updated(episodes=args.episodes)
-    config = config.updated(**overrides) if overrides else config
-    check_benchmark(config)  # before Prefect starts: a bad input costs a line, not a server start-up
-    source = config.generator.specialization.backbone.source
-    quiet_terminal(verbose=args.verbose, random_backbone=source in RANDOM_BACKBONES)
-    started = time.perf_counter()
-    state = benchmark(config, return_state=True)
-    outcome: BenchmarkOutcome = state.result()
-    recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
-    cached = sum(run.state.name == "Cached" for run in recorded)
-    print(summary_markdown(outcome.summary))
-    print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in {time.perf_counter() - started:.0f} s")
-    print(f"results (table and summary): {outcome.results.uri}")
-    print(f"artifact store: {outcome.results.store}  (inspect with: tint store list {outcome.results.store})")
-    if config.needs_generator and source in RANDOM_BACKBONES:
-        print(RANDOM_WEIGHTS_NOTE.format(source=source))
-    return 0
-
-
-def cli() -> None:
-    """Entry point: one-line errors for bad input, exit code 1."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    cli()
+    # 5. the run's record (every artifact it used) and its report, both in the store
+    record = RunRecord(
+        run_id=str(flow_run.id), run_name=flow_run.name or "", started=started, finished=datetime.now(timezone.utc),
+        series=series_id(config), config=config, dataset=dataset.result(),
+        episodes={e: future.result() for e, future in episode.items()},
+        backbones={name: future.result() for name, future in
+                   (("teacher", teacher_backbone), ("student", student_backbone)) if future is not None},
+        units=[UnitRecord(episode=e, classes=classes, specializations=unit.result(),
+                          images={method: future.result() for method, future in by_method.items()})
+               for (e, classes), unit, by_method in zip(unit_specs, units, unit_images, strict=True)],
+        teacher_scores=_results(teacher_scores), labels=_results(labels), students=_results(students),
+        scores=_results(scores), results=results,
+    )  # fmt: skip
+    report = publish_report(record)
+    logger.info("report: %s", report)
+    return BenchmarkOutcome(summary=summary, results=results, task_runs=len(submit.futures), run_id=record.run_id,
+                            report=report)  # fmt: skip

@@ -1,11 +1,31 @@
 """What the flows' command-line entry points share: a quiet terminal and one-line errors for bad input."""
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from tint_core.pipeline.checks import USER_ERRORS
+
+ProgressHook = Callable[[int, int, int, int], None]  # (steps done, steps, units done, units)
+_progress_hooks: list[ProgressHook] = []
+
+
+@contextlib.contextmanager
+def watching_progress(hook: ProgressHook) -> Iterator[None]:
+    """Call ``hook`` whenever a flow run in this process reports progress (the command line's progress bar)."""
+    _progress_hooks.append(hook)
+    try:
+        yield
+    finally:
+        _progress_hooks.remove(hook)
+
+
+def notify_progress(steps_done: int, steps: int, units_done: int, units: int) -> None:
+    """Tell this process's progress hooks how far the flow run is (none outside the command line)."""
+    for hook in list(_progress_hooks):
+        hook(steps_done, steps, units_done, units)
 
 
 def quiet_terminal(*, verbose: bool = False, random_backbone: bool = False) -> None:

@@ -1,19 +1,17 @@
 """The application flow: a folder of support images per class → a distilled student and a report.
 
-    python -m flows.distill CONFIG.yaml      (a DistillAppConfig: supports, output, models)
+    tint distill SUPPORTS OUTPUT [--config CONFIG.yaml]      (flows/cli.py; CONFIG: a DistillAppConfig)
 
 The supports are specialised (textual + null-text inversion), TINT images are generated and labelled by the teacher,
 and the student is distilled on them; no query set is needed. Every step is cached in the store.
 """
 
-import argparse
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from flows.console import quiet_terminal, run_main
-from flows.records import Submissions, wait_for_task_runs
+from flows.records import Submissions
 from tasks import StepTasks
 from tint_core.pipeline.checks import check_distill_app
 from tint_core.pipeline.config import DistillAppConfig, StudentSetup, TeacherSetup
@@ -45,22 +43,3 @@ def distill(config: DistillAppConfig) -> DistillOutcome:
     get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
                           path.parent / "report.md")  # fmt: skip
     return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), task_runs=len(submit.futures))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the distill flow on a YAML configuration, print where the student is, wait for Prefect's records."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="DistillAppConfig YAML")
-    args = parser.parse_args(argv)
-    config = DistillAppConfig.from_yaml(args.config)
-    check_distill_app(config)
-    quiet_terminal()
-    state = distill(config, return_state=True)
-    outcome: DistillOutcome = state.result()
-    wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
-    print(f"student: {outcome.student}\nreport: {outcome.report}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_main(main)

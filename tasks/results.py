@@ -10,6 +10,8 @@ from tasks.runtime import STEP_OPTIONS
 from tint_core.pipeline import history, results
 from tint_core.pipeline.config import BenchmarkConfig, EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import open_store
+from tint_core.pipeline.runs import RunRecord, save_run
+from tint_core.report import store_report, to_markdown
 from tint_core.store import ArtifactRef
 
 
@@ -45,3 +47,13 @@ def record_history(config: BenchmarkConfig, summary: results.BenchmarkSummary, r
                              + history.history_markdown(table), key="tint-benchmark-history",
                              description="Accuracy per method over the runs of this configuration")  # fmt: skip
     return runs
+
+
+def publish_report(record: RunRecord) -> str:
+    """Save the run's record and its HTML report in the store, attach the report's tables to the flow run as a
+    Markdown artifact; return where the HTML report is."""
+    save_run(record)
+    report, location = store_report(record)
+    create_markdown_artifact(to_markdown(report, location), key="tint-benchmark-report",
+                             description=f"Run report; the full page with pictures is {location}")  # fmt: skip
+    return location

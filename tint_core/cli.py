@@ -4,9 +4,12 @@
     tint generate SPECIALISATIONS OUTPUT
                                         synthetic images, one subfolder per class
     tint store list|verify|gc URL       inspect and maintain an artifact store (local folder or s3://…)
+    tint plan STORE [RUN]               episodes and queries for a target interval, from a recorded run
+    tint report STORE [RUN]             render a recorded run's HTML report again
 
-Library errors (bad input, a missing model, a store failure) end the command with their message and
-exit code 1; a store that fails verification exits with 1 too.
+``flows.cli`` adds the commands that run flows (benchmark, distill, demo); the installed ``tint`` is that one.
+Exit codes: 0 done; 1 bad input or environment (the message says which), a failed run, or a store that fails
+verification; 2 bad usage (unknown option, missing argument).
 """
 
 from __future__ import annotations
@@ -38,14 +41,19 @@ from tint_core.diffusion import specialize as specialize_classes
 from tint_core.diffusion.backbone import DEFAULT_MODEL_ID
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.specialization import TOKEN_FILE
+from tint_core.evaluation import plan_evaluation
 from tint_core.images import ImageReadError, load_image, tensor_to_pil
+from tint_core.pipeline.results import BenchmarkSummary, episodes_for_half_width
+from tint_core.pipeline.runs import find_run
+from tint_core.report import write_report
 from tint_core.store import ArtifactStore, StoreError
 from tint_core.store.store import DEFAULT_GC_AGE
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Specialise Stable Diffusion to few-shot classes, generate their images, maintain the artifact store.",
+    help="Specialise Stable Diffusion to few-shot classes and generate their images; run the benchmark and "
+    "distillation flows; plan evaluations, render run reports, maintain the artifact store.",
 )
 store_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain an artifact store (local folder or s3://…).")
 app.add_typer(store_app, name="store")
@@ -58,7 +66,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, BackboneNotFoundE
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
@@ -136,7 +144,7 @@ def specialize(
     overwrite: Annotated[bool, typer.Option(help="Replace specialisations already in OUTPUT.")] = False,
 ) -> None:
     """Specialise the backbone to every class: textual inversion, DDIM and null-text inversion of its supports."""
-    with _user_errors():
+    with user_errors():
         settings = SpecializationConfig.from_yaml(config) if config else SpecializationConfig()
         settings = settings.updated(backbone=_backbone_config(settings, backbone, device, precision))
         files = class_folders(supports)
@@ -193,7 +201,7 @@ def generate(
     overwrite: Annotated[bool, typer.Option(help="Replace class folders already in OUTPUT.")] = False,
 ) -> None:
     """Generate TINT images of every specialised class."""
-    with _user_errors():
+    with user_errors():
         classes = load_specializations(specializations)
         _prepare_output(output, list(classes), overwrite)
         config = GenerationConfig(images_per_class=images, alpha=alpha, random_alpha=random_alpha, output_size=size)
@@ -217,7 +225,7 @@ def store_list(
     step: Annotated[str | None, typer.Option(help="Only artifacts of this step.")] = None,
 ) -> None:
     """List complete artifacts, oldest first."""
-    with _user_errors():
+    with user_errors():
         manifests = ArtifactStore(url).list(step)
         table = Table("key", "step", "created (UTC)", "parts", "bytes")
         for manifest in manifests:
@@ -236,7 +244,7 @@ def verify(
     ] = True,
 ) -> None:
     """Check every part of every artifact against its manifest; exit code 1 if any is corrupt."""
-    with _user_errors():
+    with user_errors():
         report = ArtifactStore(url).verify(quarantine=quarantine)
         stdout.print(str(report), highlight=False)
         for key, place in report.quarantined.items():
@@ -253,9 +261,66 @@ def gc(
     ] = DEFAULT_GC_AGE,
 ) -> None:
     """Remove what crashed or losing writers left behind (never a complete artifact)."""
-    with _user_errors():
+    with user_errors():
         report = ArtifactStore(url).gc(older_than=older_than)
         stdout.print(f"removed {report.files} files, {report.bytes:,} bytes")
+
+
+HALF_WIDTH_HELP = "Target half width of the 95% interval (0.01 = ±1 point); default: the run's target."
+
+
+def existing_store(url: str) -> str:
+    """``url`` if it names a store that exists; opening a local folder would otherwise create it."""
+    if "://" not in url and not Path(url).expanduser().is_dir():
+        raise FileNotFoundError(f"store {url} does not exist")
+    return url
+
+
+@app.command()
+def plan(
+    store: Annotated[str, typer.Argument(help="Store URL of a pilot benchmark run (local folder or s3://…).")],
+    run: Annotated[str, typer.Argument(help="Run id (or its first characters), run name, or 'latest'.")] = "latest",
+    half_width: Annotated[float | None, typer.Option(min=0.0001, max=0.5, help=HALF_WIDTH_HELP)] = None,
+) -> None:
+    """Episodes E and queries Q that reach a target interval, from a pilot run's per-episode variance."""
+    with user_errors():
+        record = find_run(existing_store(store), run)
+        opened = ArtifactStore(store)
+        summary = BenchmarkSummary.model_validate(opened.get(record.results)["summary"])
+        max_query = int(opened.inspect(record.results.key).params["max_query"])
+        target = half_width or record.config.evaluation.target_half_width
+        table = Table("model", "pilot accuracy (%)", "σ² between episodes", "E", "Q", "predicted ± (points)", "cost",
+                      "E for ± on the gain", title=f"±{100 * target:g} points at 95%, {summary.n_way}-way, "
+                      f"Q ≤ {max_query} (pilot: run {record.run_id[:8]}, {summary.episodes} episodes)")  # fmt: skip
+        for method, result in summary.ordered():
+            variance = result.variance
+            try:
+                proposal = plan_evaluation(variance.mean, variance.between_episode_variance, summary.n_way, target,
+                                           record.config.evaluation.cost, max_query)  # fmt: skip
+                cells = [str(proposal.n_episodes), str(proposal.n_query), f"{100 * proposal.predicted_half_width:.2f}",
+                         f"{proposal.cost:g}"]  # fmt: skip
+            except ValueError:
+                cells = ["—"] * 4  # no E reaches the target at any Q the split allows
+            gain = "—" if result.gain is None else str(episodes_for_half_width(result.gain.sd, target))
+            table.add_row(method, f"{100 * variance.mean:.1f}", f"{variance.between_episode_variance:.5f}", *cells,
+                          gain)  # fmt: skip
+        stdout.print(table)
+
+
+@app.command()
+def report(
+    store: Annotated[str, typer.Argument(help="Store URL the benchmark ran on (local folder or s3://…).")],
+    run: Annotated[str, typer.Argument(help="Run id (or its first characters), run name, or 'latest'.")] = "latest",
+    output: Annotated[
+        Path | None, typer.Option(help="HTML file to write; default: tint-report-<run id>.html here.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Render a recorded benchmark run's report again, as one HTML file that opens offline."""
+    with user_errors():
+        record = find_run(existing_store(store), run)
+        path = write_report(record, output or Path(f"tint-report-{record.run_id[:8]}.html"), overwrite)
+        stdout.print(f"report of run {record.run_id} ({record.run_name}) written to {path}")
 
 
 def main() -> None:

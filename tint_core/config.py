@@ -72,6 +72,31 @@ class TintConfig(BaseModel):
             Path(path).write_text(text)
         return text
 
+    def with_overrides(self: C, assignments: list[str], source: str = "--set") -> C:
+        """A validated copy with ``key.path=value`` assignments applied (values parsed as YAML: ``3``, ``cpu``,
+        ``[a, b]``, ``null``).
+
+        Raises:
+            ConfigError: an assignment without ``=``, a path through a non-mapping, or an unknown or invalid field.
+        """
+        data = self.model_dump(mode="json")
+        for assignment in assignments:
+            path, equals, text = assignment.partition("=")
+            if not equals or not path.strip():
+                raise ConfigError(f"{source} {assignment!r}: expected KEY=VALUE, e.g. episodes.episodes=4")
+            *parents, leaf = path.strip().split(".")
+            node = data
+            for depth, name in enumerate(parents):
+                node = node.get(name) if isinstance(node, dict) else None
+                if not isinstance(node, dict):
+                    where = ".".join(parents[: depth + 1])
+                    raise ConfigError(f"{source} {assignment!r}: {where!r} is not a section with fields")
+            try:
+                node[leaf] = yaml.safe_load(text)
+            except yaml.YAMLError:
+                node[leaf] = text  # an unparsable value stays a string; validation says whether that fits
+        return type(self).from_mapping(data, source=f"{source} {' '.join(assignments)}")
+
     def updated(self: C, **changes: Any) -> C:
         """A validated copy with some fields changed (``model_copy`` does not validate)."""
         return type(self).model_validate({**self.model_dump(), **changes})

@@ -1,10 +1,10 @@
 """Bad input fails before any work with one line naming the problem, and nothing is written to the store."""
 
-import sys
-
 import pytest
+from typer.testing import CliRunner
 
 from flows import benchmark as main_job
+from flows.cli import app
 from tests.pipeline.helpers import small_config
 from tint_core.diffusion import BackboneNotFoundError
 from tint_core.pipeline.checks import check_benchmark
@@ -79,16 +79,14 @@ YAML_CASES = {
 
 
 @pytest.mark.parametrize("case", list(YAML_CASES))
-def test_the_main_job_reports_a_bad_configuration_file_in_one_line(case, tmp_path, monkeypatch, capsys):
+def test_the_main_job_reports_a_bad_configuration_file_in_one_line(case, tmp_path):
     text, message = YAML_CASES[case]
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    monkeypatch.setattr(sys, "argv", ["flows.benchmark", str(path)])
-    with pytest.raises(SystemExit) as exited:
-        main_job.cli()
-    assert exited.value.code == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and message in err
+    result = CliRunner().invoke(app, ["benchmark", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {path}: ") and message in result.stderr
+    assert result.stdout == ""
 
 
 def test_the_flow_itself_refuses_bad_input_before_any_task(tmp_path, prefect_server):

@@ -19,10 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 def run_main_job(config_path: Path, home: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python -m flows.benchmark CONFIG`` in a fresh Prefect home (its own ephemeral server), as a user would."""
+    """``tint benchmark CONFIG`` (as ``python -m flows.cli``) in a fresh Prefect home (its own ephemeral server), as a
+    user would."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "flows.benchmark", str(config_path)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "flows.cli", "benchmark", str(config_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
 
 

@@ -48,6 +48,9 @@ class ClassSpecialization:
     latent_mse: torch.Tensor  # (K,) reconstruction error of each support in latent space
     psnr: torch.Tensor  # (K,) reconstruction PSNR (dB) of each support in image space
     backbone: str  # identity of the backbone it was computed with
+    # (K, 3, H, W) in [0, 1] at the working size: each support as its null embeddings reproduce it. Kept for reports,
+    # not by to_tensors / save (they hold what sampling needs), so None once loaded back.
+    reconstructions: torch.Tensor | None = None
 
     @property
     def num_supports(self) -> int:
@@ -255,6 +258,7 @@ def specialize(
             latent_mse=latent_mse[rows],
             psnr=psnr[rows],
             backbone=backbone.identity,
+            reconstructions=decoded[rows].clamp(0, 1),
         )
         logger.info("class %r: %d supports, reconstruction PSNR %s dB", name, int(rows.sum()),
                     [round(v, 1) for v in psnr[rows].tolist()])  # fmt: skip

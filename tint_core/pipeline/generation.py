@@ -7,6 +7,7 @@ keys never mention the unit, so grouping classes by episode or running them one 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from tint_core.diffusion import (
@@ -28,7 +29,7 @@ from tint_core.store import ArtifactRef, ArtifactStore, ImageSet
 
 logger = logging.getLogger("tint_core.pipeline")
 
-SPECIALIZE = Step("specialize", 1)
+SPECIALIZE = Step("specialize", 2)  # 2: the supports' reconstructions stored
 GENERATE = Step("generate", 1)
 
 
@@ -71,7 +72,9 @@ def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], genera
 
     Returns:
         One reference per class, in the order of ``classes``: parts ``inversion`` (tensors), ``token``
-        ({token: vector}) and ``meta`` (JSON strings, see ``ClassSpecialization.to_tensors``).
+        ({token: vector}), ``meta`` (JSON strings, see ``ClassSpecialization.to_tensors``) and ``reconstructions``
+        (ImageSet with column psnr: each support as its null embeddings reproduce it, for reports). Each manifest
+        records an equal share of the unit's compute time.
     """
     opened = open_store(store)
     outputs = _specialize_outputs(opened, episode, classes, generator)
@@ -81,10 +84,14 @@ def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], genera
         data = load_episode(opened, episode)
         supports = {data.classes[index].name: data.class_supports(index) for index, _ in missing}
         backbone = diffusion_backbone(generator.specialization.backbone)
+        started = time.perf_counter()
         results = specialize(backbone, supports, generator.specialization, seed=generator.seed, progress=progress)
+        share = (time.perf_counter() - started) / len(missing)
         for (_, output), result in zip(missing, results.values(), strict=True):
             tensors, meta = result.to_tensors()
-            output.put(opened, {"inversion": tensors, "token": {result.token: result.token_vector}, "meta": meta})
+            reconstructions = ImageSet.from_tensors(result.reconstructions, {"psnr": result.psnr.tolist()})
+            output.put(opened, {"inversion": tensors, "token": {result.token: result.token_vector}, "meta": meta,
+                                "reconstructions": reconstructions}, share)  # fmt: skip
     return [opened.ref(output.key) for output in outputs]
 
 
@@ -129,17 +136,19 @@ def generate_unit(store: str, specializations: list[ArtifactRef], generator: Gen
     if missing:
         specs = [load_specialization(opened, ref) for ref, _ in missing]
         backbone = diffusion_backbone(generator.specialization.backbone)
+        started = time.perf_counter()
         generated = generate_images(
             backbone, specs, method_generation(method, generator.generation), seed=generator.seed,
             batch_size=generator.specialization.engine.generation_batch_size, method=generator_method(method),
             progress=progress,
         )  # fmt: skip
+        share = (time.perf_counter() - started) / len(missing)
         for label, ((_, output), spec) in enumerate(zip(missing, specs, strict=True)):
             rows = generated.labels == label
             images = ImageSet.from_tensors(generated.images[rows], {
                 "support": generated.support_index[rows].tolist(), "alpha": generated.alpha[rows].tolist(),
             })  # fmt: skip
-            output.put(opened, {"images": images, "meta": {"class_name": spec.class_name, "method": method}})
+            output.put(opened, {"images": images, "meta": {"class_name": spec.class_name, "method": method}}, share)
     return [opened.ref(output.key) for output in outputs]
 
 

@@ -133,7 +133,7 @@ def summarize_methods(accuracy: Mapping[str, list[float]], teacher_accuracy: lis
         if BASELINE in accuracy and method != BASELINE:
             differences = [a - b for a, b in zip(values, accuracy[BASELINE], strict=True)]
             gain = summarize(differences)
-            episodes_for_gain = _episodes_for(gain.sd, target)
+            episodes_for_gain = episodes_for_half_width(gain.sd, target)
         methods[method] = MethodSummary(
             accuracy=summarize(values), gain=gain, variance=variance, plan=plan, episodes_for_gain=episodes_for_gain,
             teacher_agreement=sum(agreement[method]) / len(agreement[method]) if method in agreement else None,
@@ -144,8 +144,9 @@ def summarize_methods(accuracy: Mapping[str, list[float]], teacher_accuracy: lis
     )  # fmt: skip
 
 
-def _episodes_for(sd: float, half_width: float) -> int:
-    """Least E ≥ 2 with t_{E−1} · sd / √E ≤ half_width."""
+def episodes_for_half_width(sd: float, half_width: float) -> int:
+    """Least E ≥ 2 with t_{E−1} · sd / √E ≤ half_width: episodes for that interval on a mean of per-episode values
+    whose spread is ``sd`` (e.g. a paired gain)."""
     if sd == 0:
         return 2
     episodes = max(2, math.ceil((1.96 * sd / half_width) ** 2))

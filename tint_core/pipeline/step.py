@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,10 +45,14 @@ class Output:
         """The stored artifact's reference, computing and storing ``compute()``'s parts first if it is absent."""
         if store.exists(self.key):
             return store.ref(self.key)
-        return self.put(store, compute())
+        started = time.perf_counter()
+        parts = compute()
+        return self.put(store, parts, time.perf_counter() - started)
 
-    def put(self, store: ArtifactStore, parts: Mapping[str, Any]) -> ArtifactRef:
-        """Store ``parts`` as this output (a no-op returning the stored reference if another writer was first)."""
-        ref = store.put(self.key, parts, step=self.step.name, params=self.params, inputs=self.inputs)
+    def put(self, store: ArtifactStore, parts: Mapping[str, Any], seconds: float | None = None) -> ArtifactRef:
+        """Store ``parts`` as this output, with the ``seconds`` computing them took (a no-op returning the stored
+        reference if another writer was first)."""
+        ref = store.put(self.key, parts, step=self.step.name, params=self.params, inputs=self.inputs,
+                        seconds=seconds)  # fmt: skip
         logger.debug("stored %s artifact %s", self.step.name, self.key[:12])
         return ref

@@ -58,6 +58,7 @@ class Manifest(BaseModel):
     params: Any = None
     inputs: dict[str, str] = Field(default_factory=dict)
     created: datetime
+    seconds: float | None = Field(default=None, ge=0)  # compute time the writer spent making it (not in the digest)
     writer: str = Field(pattern=f"^{WRITER_ID}$")
     parts: dict[str, PartEntry]
 

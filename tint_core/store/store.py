@@ -305,6 +305,7 @@ class ArtifactStore:
         step: str,
         params: Any = None,
         inputs: Mapping[str, object] | None = None,
+        seconds: float | None = None,
     ) -> ArtifactRef:
         """Store an artifact under ``key`` unless one is already there; idempotent and safe to race.
 
@@ -315,6 +316,7 @@ class ArtifactStore:
             step: the step's name, recorded in the manifest.
             params: the step's parameters, recorded (canonicalised) in the manifest.
             inputs: ``{name: digest or ArtifactRef}``, recorded in the manifest.
+            seconds: how long computing the parts took, recorded in the manifest (for reports; not in the digest).
 
         Returns:
             A reference to the artifact now stored under ``key`` — an earlier or concurrent writer's if one won.
@@ -340,6 +342,7 @@ class ArtifactStore:
             params=canonicalize(params),
             inputs={str(name): input_digest(value, str(name)) for name, value in (inputs or {}).items()},
             created=datetime.now(timezone.utc),
+            seconds=seconds,
             writer=_stamp(),
             parts=entries,
         )

@@ -1,0 +1,162 @@
+"""The installed ``tint`` command: the library's commands (``tint_core.cli``) plus those that run the flows.
+
+    tint benchmark CONFIG.yaml [--set KEY=VALUE]…   the benchmark flow (the same flow the deployments run)
+    tint demo [--store URL]                         the benchmark on the embedded demo defaults (the main job)
+    tint distill SUPPORTS OUTPUT [--config YAML]    the application: a support folder → a distilled student
+
+Prefect is imported only when one of these runs, so the library's commands start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tint_core.cli import app, console, main, stdout, user_errors
+from tint_core.pipeline.checks import check_benchmark, check_distill_app
+from tint_core.pipeline.config import BenchmarkConfig, DistillAppConfig
+from tint_core.pipeline.presets import demo_config
+
+__all__ = ["app", "main"]
+
+SETS_HELP = "Change one field: a dotted path and a YAML value, e.g. --set episodes.episodes=4 (repeatable)."
+VERBOSE_HELP = "Log every task run, not only the flow's stages and progress."
+RANDOM_WEIGHTS_NOTE = """\
+Note: the '{source}' diffusion backbone has random weights, so its synthetic images are noise and the ti_only and
+tint rows say nothing about TINT; they show the pipeline working end to end. For real figures, use a Stable
+Diffusion checkpoint (and a real teacher) on a GPU, for example:
+    tint benchmark examples/sd15-gpu.yaml
+"""
+
+
+@contextlib.contextmanager
+def _flow_progress() -> Iterator[None]:
+    """A progress bar of the benchmark's steps and units in a terminal; elsewhere the flow's plain log lines."""
+    from flows.console import watching_progress
+
+    if not console.is_terminal:
+        yield
+        return
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        steps = bar.add_task("steps", total=None)
+        units = bar.add_task("specialisation units", total=None)
+
+        def update(steps_done: int, total_steps: int, units_done: int, total_units: int) -> None:
+            bar.update(steps, completed=steps_done, total=total_steps)
+            bar.update(units, completed=units_done, total=total_units)
+
+        with watching_progress(update):
+            yield
+
+
+def _failed(what: str, error: BaseException) -> typer.Exit:
+    console.print(f"error: the {what} flow failed: {error}", soft_wrap=True)
+    console.print("its task runs and logs are in the Prefect UI; fix the cause and run again (finished steps are "
+                  "reused)")
+    return typer.Exit(code=1)
+
+
+def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
+    """Run the benchmark flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set), print
+    the results, and wait until Prefect has recorded every task run."""
+    from flows.benchmark import BenchmarkOutcome, benchmark
+    from flows.console import quiet_terminal
+    from flows.records import wait_for_task_runs
+    from tint_core.diffusion.backbone import RANDOM_BACKBONES
+    from tint_core.pipeline.results import summary_markdown
+
+    source = config.generator.specialization.backbone.source
+    quiet_terminal(verbose=verbose, random_backbone=source in RANDOM_BACKBONES)
+    started = time.perf_counter()
+    with _flow_progress():
+        state = benchmark(config, return_state=True)
+    try:
+        outcome: BenchmarkOutcome = state.result()
+    except Exception as error:
+        raise _failed("benchmark", error) from None
+    recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    cached = sum(run.state.name == "Cached" for run in recorded)
+    stdout.print(summary_markdown(outcome.summary), highlight=False)
+    stdout.print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in "
+                 f"{time.perf_counter() - started:.0f} s", highlight=False)  # fmt: skip
+    stdout.print(f"report: {outcome.report}", highlight=False, soft_wrap=True)
+    stdout.print(f"results (table and summary): {outcome.results.uri}", highlight=False, soft_wrap=True)
+    stdout.print(f"artifact store: {outcome.results.store}  (tint store list, tint plan, tint report)", highlight=False,
+                 soft_wrap=True)  # fmt: skip
+    if config.needs_generator and source in RANDOM_BACKBONES:
+        stdout.print(RANDOM_WEIGHTS_NOTE.format(source=source), highlight=False)
+
+
+@app.command(rich_help_panel="Flows")
+def benchmark(
+    config: Annotated[Path, typer.Argument(help="BenchmarkConfig YAML (docs/configuration.md).")],
+    sets: Annotated[list[str] | None, typer.Option("--set", help=SETS_HELP)] = None,
+    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
+) -> None:
+    """Run the benchmark flow: every method on the same seeded episodes, results with intervals, a report."""
+    with user_errors():
+        settings = BenchmarkConfig.from_yaml(config).with_overrides(sets or [])
+        check_benchmark(settings)  # before Prefect starts: a bad input costs a line, not a server start-up
+        _run_benchmark(settings, verbose)
+
+
+@app.command(rich_help_panel="Flows")
+def demo(
+    store: Annotated[str | None, typer.Option(help="Artifact store; default: outputs/demo/store.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help=SETS_HELP)] = None,
+    verbose: Annotated[bool, typer.Option(help=VERBOSE_HELP)] = False,
+) -> None:
+    """The main job: the benchmark flow on its embedded defaults (digits, the built-in backbone, CPU)."""
+    with user_errors():
+        settings = (demo_config(store) if store else demo_config()).with_overrides(sets or [])
+        check_benchmark(settings)
+        _run_benchmark(settings, verbose)
+
+
+@app.command(rich_help_panel="Flows")
+def distill(
+    supports: Annotated[Path, typer.Argument(help="Folder with one subfolder of support images per class.")],
+    output: Annotated[Path, typer.Argument(help="Folder receiving student.safetensors, student.json, report.md.")],
+    config: Annotated[
+        Path | None, typer.Option(help="DistillAppConfig YAML for the models and settings (docs/configuration.md).")
+    ] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help=SETS_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a student already in OUTPUT.")] = False,
+) -> None:
+    """Run the distill flow: specialise the supports, generate TINT images, label them, distil a student."""
+    with user_errors():
+        base = {"supports": str(supports), "output": str(output)}
+        if config is not None:
+            settings = DistillAppConfig.from_yaml(config).updated(**base)
+        else:
+            settings = DistillAppConfig.from_mapping(base, source="arguments")
+        settings = settings.with_overrides(sets or [])
+        if (Path(settings.output) / "student.safetensors").exists() and not overwrite:
+            raise FileExistsError(f"{settings.output} already holds a student: choose another folder or pass "
+                                  "--overwrite")  # fmt: skip
+        check_distill_app(settings)
+        from flows.console import quiet_terminal
+        from flows.distill import DistillOutcome
+        from flows.distill import distill as distill_flow
+        from flows.records import wait_for_task_runs
+
+        quiet_terminal()
+        state = distill_flow(settings, return_state=True)
+        try:
+            outcome: DistillOutcome = state.result()
+        except Exception as error:
+            raise _failed("distill", error) from None
+        wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+        stdout.print(f"student: {outcome.student}\nreport: {outcome.report}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

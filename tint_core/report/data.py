@@ -1,0 +1,159 @@
+"""Everything a run report shows, read from the store through the run's record (nothing is recomputed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from tint_core.pipeline.data import load_episode
+from tint_core.pipeline.history import read_history
+from tint_core.pipeline.resources import open_store
+from tint_core.pipeline.results import BenchmarkSummary
+from tint_core.pipeline.runs import RunRecord
+from tint_core.report import figures
+from tint_core.store import ArtifactRef, ArtifactStore
+
+SAMPLES_SHOWN = 6  # generated images per class and method in a strip
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """One stage of the run: how many artifacts it returned, how many this run made, their compute time."""
+
+    stage: str
+    artifacts: int
+    made_by_run: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class UnitTime:
+    """One specialisation unit: its classes and the compute time of their specialisations and images."""
+
+    episode: str
+    classes: list[str]
+    seconds: float
+
+
+@dataclass
+class RunReport:
+    """A run's report, ready to render: numbers, tables and PNG figures."""
+
+    record: RunRecord
+    summary: BenchmarkSummary
+    strips: list[tuple[str, bytes]] = field(default_factory=list)  # (class name, PNG) for the first episode
+    psnr: dict[str, list[float]] = field(default_factory=dict)  # class → each support's reconstruction PSNR (dB)
+    curves: bytes | None = None
+    stage_times: list[StageTime] = field(default_factory=list)
+    unit_times: list[UnitTime] = field(default_factory=list)
+    times: bytes | None = None
+    history: pa.Table | None = None
+    history_plot: bytes | None = None
+
+
+def _refs_by_stage(record: RunRecord) -> Iterator[ArtifactRef]:
+    """Every artifact of the record, in pipeline order."""
+    yield record.dataset
+    yield from record.episodes.values()
+    yield from record.backbones.values()
+    for unit in record.units:
+        yield from unit.specializations
+    for unit in record.units:
+        for refs in unit.images.values():
+            yield from refs
+    yield from record.teacher_scores.values()
+    for table in (record.labels, record.students, record.scores):
+        for by_method in table.values():
+            yield from by_method.values()
+    yield record.results
+
+
+def _timings(store: ArtifactStore, record: RunRecord) -> tuple[list[StageTime], list[UnitTime]]:
+    manifests = {ref.key: store.inspect(ref.key) for ref in _refs_by_stage(record)}
+    stages: dict[str, list] = defaultdict(list)
+    for manifest in manifests.values():
+        stages[manifest.step].append(manifest)
+    stage_times = [
+        StageTime(stage, len(found), sum(manifest.created >= record.started for manifest in found),
+                  sum(manifest.seconds or 0.0 for manifest in found))
+        for stage, found in stages.items()
+    ]  # fmt: skip
+    unit_times = []
+    for unit in record.units:
+        refs = unit.specializations + [ref for refs in unit.images.values() for ref in refs]
+        names = [str(manifests[ref.key].params.get("class_name", "?")) for ref in unit.specializations]
+        unit_times.append(UnitTime(unit.episode, names, sum(manifests[ref.key].seconds or 0.0 for ref in refs)))
+    return stage_times, unit_times
+
+
+def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, bytes]], dict[str, list[float]]]:
+    """Supports, reconstructions (with PSNR) and each method's first samples, for every class of the first episode."""
+    first = min(record.episodes, key=int)
+    units = [unit for unit in record.units if unit.episode == first]
+    if not units:
+        return [], {}
+    episode = load_episode(store, record.episodes[first])
+    strips, psnr = [], {}
+    for unit in units:
+        for position, (index, spec_ref) in enumerate(zip(unit.classes, unit.specializations, strict=True)):
+            name = episode.classes[index].name
+            supports = episode.class_supports(index)
+            rows = [("supports", supports, [f"support {k}" for k in range(len(supports))])]
+            specialization = store.get(spec_ref)
+            if "reconstructions" in specialization.names:
+                recon = specialization["reconstructions"]
+                psnr[name] = [float(value) for value in recon.metadata.column("psnr").to_pylist()]
+                rows.append(("null-text\nreconstruction", recon.tensors(), [f"{v:.1f} dB" for v in psnr[name]]))
+            for method, refs in unit.images.items():
+                generated = store.get(refs[position])["images"]
+                alphas = generated.metadata.column("alpha").to_pylist()
+                shown = range(min(SAMPLES_SHOWN, len(generated)))
+                rows.append((method, [generated.tensor(i) for i in shown], [f"α {alphas[i]:.2f}" for i in shown]))
+            strips.append((name, figures.class_strip(name, rows)))
+    return strips, psnr
+
+
+def _curves(store: ArtifactStore, record: RunRecord) -> bytes | None:
+    """Each method's distillation curves, averaged over the episodes."""
+    by_method: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for by_student in record.students.values():
+        for method, ref in by_student.items():
+            for metric, values in store.get(ref)["curves"]["curves"].items():
+                if any(values):  # a KD loss of 0 throughout means there was no unlabelled set
+                    by_method[method][metric].append(values)
+    if not by_method:
+        return None
+    means = {
+        method: {metric: [sum(epoch) / len(epoch) for epoch in zip(*runs, strict=False)] for metric, runs in metrics.items()}
+        for method, metrics in by_method.items()
+    }  # fmt: skip
+    return figures.curves(means)
+
+
+def _history(store: str, record: RunRecord) -> tuple[pa.Table | None, bytes | None]:
+    table = read_history(store, record.series)
+    if table.num_rows == 0:
+        return None, None
+    rows = table.to_pylist()
+    runs = sorted({row["time"] for row in rows})
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    points = {(row["time"], row["method"]): (row["accuracy"], row["half_width"]) for row in rows}
+    series = {method: [points.get((run, method)) for run in runs] for method in methods}
+    return table, figures.history(runs, series)
+
+
+def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
+    """Read what the report of ``record`` shows from its store and draw the figures."""
+    store = open_store(record.config.store)
+    summary = BenchmarkSummary.model_validate(store.get(record.results)["summary"])
+    report = RunReport(record=record, summary=summary)
+    report.strips, report.psnr = _strips(store, record)
+    report.curves = _curves(store, record)
+    report.stage_times, report.unit_times = _timings(store, record)
+    report.times = figures.stage_times({stage.stage: stage.seconds for stage in report.stage_times})
+    if with_history:
+        report.history, report.history_plot = _history(record.config.store, record)
+    return report

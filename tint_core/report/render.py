@@ -1,0 +1,117 @@
+"""A run report as one self-contained HTML page (pictures embedded as PNG data URIs) and as Markdown for Prefect."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from tint_core.pipeline.history import history_markdown
+from tint_core.pipeline.results import summary_markdown, summary_rows
+from tint_core.report.data import RunReport
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; display: block; margin: 0.5rem 0; }
+.meta { color: #555; font-size: 0.9rem; }
+"""
+
+
+VARIANCE_HEADER = ["model", "σ² between episodes", "binomial", "planned E", "planned Q", "E for ±target gain"]
+
+
+def _table(header: list[str], rows: list[list[object]], table_id: str = "") -> str:
+    ident = f' id="{table_id}"' if table_id else ""
+    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _variance_rows(report: RunReport) -> list[list[object]]:
+    rows = []
+    for method, result in report.summary.ordered():
+        plan = result.plan
+        rows.append([f"student: {method}", f"{result.variance.between_episode_variance:.5f}",
+                     f"{result.variance.binomial_variance:.5f}", plan.n_episodes if plan else "—",
+                     plan.n_query if plan else "—", result.episodes_for_gain or "—"])  # fmt: skip
+    return rows
+
+
+def _time_rows(report: RunReport) -> list[list[object]]:
+    return [[stage.stage, stage.artifacts, stage.made_by_run, f"{stage.seconds:.1f}"] for stage in report.stage_times]
+
+
+def _unit_rows(report: RunReport) -> list[list[object]]:
+    return [[unit.episode, ", ".join(unit.classes), f"{unit.seconds:.1f}"] for unit in report.unit_times]
+
+
+def to_html(report: RunReport) -> str:
+    """The report as a standalone HTML page: opens offline, every picture inside it."""
+    record, summary = report.record, report.summary
+    config = record.config
+    source = config.generator.specialization.backbone.source
+    title = f"tint benchmark {record.run_name or record.run_id}"
+    rows = summary_rows(summary)
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        (f'<p class="meta">run {html.escape(record.run_id)} · {record.started:%Y-%m-%d %H:%M:%S %Z} · '
+         f"{record.seconds:.0f} s · {summary.n_way}-way {summary.k_shot}-shot, {summary.n_query} queries per class, "
+         f"{summary.episodes} episodes · diffusion backbone {html.escape(source)} · series "
+         f"{html.escape(record.series)} · store {html.escape(config.store)}</p>"),
+        "<h2>Results</h2>",
+        (f"<p>Mean accuracy ± 95% interval over {summary.episodes} episodes; gains are paired per episode against "
+         "the supports-only student.</p>"),
+        _table(list(rows[0]), [list(row.values()) for row in rows], "results"),
+        "<h2>Variance and plan</h2>",
+        (f"<p>Per-episode variance of each student's accuracy (between episodes, and the binomial part at Q = "
+         f"{summary.n_query}), the planner's cheapest (E, Q) for ±{100 * summary.target_half_width:g} points on the "
+         "accuracy, and the episodes needed for that interval on the paired gain.</p>"),
+        _table(VARIANCE_HEADER, _variance_rows(report), "variance"),
+    ]
+    if report.strips:
+        parts += ["<h2>Supports, reconstructions and samples</h2>",
+                  ("<p>Episode 0: each class's supports, their null-text reconstructions (PSNR against the support) "
+                   "and the first generated images of each method (α: how much of a support's inverted noise a "
+                   "sample keeps).</p>")]  # fmt: skip
+        parts += [_image(strip, f"class {name}") for name, strip in report.strips]
+    if report.curves:
+        parts += ["<h2>Distillation</h2>", "<p>Per-epoch losses of each method's student, averaged over episodes.</p>",
+                  _image(report.curves, "distillation curves")]  # fmt: skip
+    parts += [
+        "<h2>Time</h2>",
+        ("<p>Compute time of the artifacts the run used, by stage; artifacts reused from earlier runs keep the time "
+         "they took then.</p>"),
+        _table(["stage", "artifacts", "made by this run", "compute seconds"], _time_rows(report), "stages"),
+    ]
+    if report.times:
+        parts.append(_image(report.times, "compute seconds per stage"))
+    if report.unit_times:
+        parts += ["<p>Per specialisation unit (specialisation and image generation):</p>",
+                  _table(["episode", "classes", "compute seconds"], _unit_rows(report), "units")]  # fmt: skip
+    if report.history_plot:
+        runs = len(set(report.history.column("run_id").to_pylist()))
+        parts += ["<h2>History</h2>", f"<p>Every run of this configuration ({runs} runs), mean ± 95% interval.</p>",
+                  _image(report.history_plot, "accuracy per method over runs")]  # fmt: skip
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def to_markdown(report: RunReport, location: str) -> str:
+    """The report's tables as Markdown (for a Prefect artifact) and where the full HTML report is."""
+    lines = [summary_markdown(report.summary), "### Compute time by stage", "",
+             "| stage | artifacts | made by this run | compute seconds |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {stage} | {count} | {made} | {seconds} |" for stage, count, made, seconds in _time_rows(report)]
+    if report.history is not None:
+        lines += ["", "### History of this configuration", "", history_markdown(report.history)]
+    lines += ["", (f"Full report with pictures: `{location}` (re-render: `tint report {report.record.config.store} "
+                   f"{report.record.run_id}`).")]  # fmt: skip
+    return "\n".join(lines) + "\n"
