@@ -292,6 +292,7 @@ def plan(
         table = Table("model", "pilot accuracy (%)", "σ² between episodes", "E", "Q", "predicted ± (points)", "cost",
                       "E for ± on the gain", title=f"±{100 * target:g} points at 95%, {summary.n_way}-way, "
                       f"Q ≤ {max_query} (pilot: run {record.run_id[:8]}, {summary.episodes} episodes)")  # fmt: skip
+        table.columns[0].min_width = max(len(method) for method in summary.methods)  # method names stay whole
         for method, result in summary.ordered():
             variance = result.variance
             try:

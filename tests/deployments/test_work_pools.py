@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import yaml
@@ -27,6 +26,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.records import read_task_runs
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, require_chromium
 from tests.deployments.conftest import REPO, Cluster
 from tests.pipeline.helpers import small_config, timings
 from tint_core.pipeline.config import BenchmarkConfig, ExecutionConfig
@@ -88,9 +88,7 @@ def test_setup_stores_the_schedules_and_a_typed_parameter_schema(cluster):
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it where apt can
 UI_ATTEMPTS = 3  # a person retries a form the server could not take; so does the test
-ARTIFACTS = REPO / "outputs" / "test-artifacts"  # screenshots kept after the run (outputs/ is not committed)
 
 
 def _submit_from_the_form(page, base: str, deployment_id: object, run_name: str) -> None:
@@ -139,9 +137,7 @@ def _wait_for_run(cluster: Cluster, name: str, timeout: float = 900.0) -> FlowRu
 def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(cluster):
     # Runs before the deployment tests below: Prefect 3.9.1's V2 deployment page answered "Not Found" here once the
     # server held their run_deployment subflow runs (see the note on issue 10).
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium could not be installed here ({CHROMIUM} missing): the UI test needs a real browser")
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = require_chromium("the UI test")
     # The operator's defaults for this cluster: the small tiny-backbone benchmark, units as tasks of one CPU worker.
     config = small_config(f"{cluster.store}/ui")
     with api(cluster), get_client(sync_client=True) as client:
@@ -149,11 +145,8 @@ def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(
         client.update_deployment(deployment.id, DeploymentUpdate(parameters={"config": config.model_dump(mode="json")}))
     base = cluster.api_url.removesuffix("/api")
     run_name = f"ui-run-{time.time_ns()}"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as browser_driver:
-        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        browser = browser_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1800})
         blocked: list[str] = []
         context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")

@@ -22,7 +22,14 @@ from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig
 from tint_core.fewshot.student import StudentConfig
 from tint_core.fewshot.teacher import TeacherConfig
-from tint_core.pipeline import BenchmarkConfig, GeneratorConfig, StudentSetup, TeacherSetup, demo_config
+from tint_core.pipeline import (
+    BenchmarkConfig,
+    DistillAppConfig,
+    GeneratorConfig,
+    StudentSetup,
+    TeacherSetup,
+    demo_config,
+)
 
 torch.set_num_threads(1)  # tiny models: a second thread gains little and fights the flow's worker threads
 
@@ -92,3 +99,12 @@ def run_flow(flow: Flow, *args: object, label: str | None = None) -> Run:
             f"{label}: {seconds:.1f} s, {len(runs)} task runs, {sum(r.state.name == 'Cached' for r in runs)} cached"
         )
     return Run(outcome, runs, seconds)
+
+
+def app_config(tmp_path, folder) -> DistillAppConfig:
+    """The application on the tiny models: supports in ``folder``, student and store under ``tmp_path``."""
+    return DistillAppConfig(
+        supports=str(folder), output=str(tmp_path / "student"), store=str(tmp_path / "store"), image_size=16,
+        generator=TINY_GENERATOR, teacher=TeacherConfig(backbone=TINY_TEACHER),
+        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(epochs=1, batch_size=8),
+    )  # fmt: skip

@@ -4,42 +4,17 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 
 from flows.benchmark import benchmark
 from flows.distill import distill
 from flows.specialize import specialize
-from tests.pipeline.helpers import TINY_GENERATOR, TINY_STUDENT, TINY_TEACHER, run_flow, small_config
-from tint_core.data import write_digits_dataset
-from tint_core.fewshot.distill import DistillConfig
-from tint_core.fewshot.student import StudentConfig, load_student
-from tint_core.fewshot.teacher import TeacherConfig
-from tint_core.pipeline import DistillAppConfig
+from tests.pipeline.helpers import app_config, run_flow, small_config
+from tint_core.fewshot.student import load_student
 from tint_core.pipeline.config import SpecializationUnit
 from tint_core.pipeline.generation import generate_keys, specialize_keys
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-@pytest.fixture
-def support_folder(tmp_path):
-    """Three classes of two digit images each, named like a user's folders, one of them a greyscale JPEG."""
-    digits = write_digits_dataset(str(tmp_path / "digits"), size=16)
-    folder = tmp_path / "supports"
-    for name, digit in (("five", "5"), ("six", "6"), ("seven", "7")):
-        (folder / name).mkdir(parents=True)
-        for index, path in enumerate(digits.paths("novel", digit)[:2]):
-            Image.open(path).convert("L").save(folder / name / f"{index}.{'jpg' if name == 'six' else 'png'}")
-    return folder
-
-
-def app_config(tmp_path, folder) -> DistillAppConfig:
-    return DistillAppConfig(
-        supports=str(folder), output=str(tmp_path / "student"), store=str(tmp_path / "store"), image_size=16,
-        generator=TINY_GENERATOR, teacher=TeacherConfig(backbone=TINY_TEACHER),
-        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(epochs=1, batch_size=8),
-    )  # fmt: skip
 
 
 def test_the_application_turns_a_support_folder_into_a_student_loadable_without_the_pipeline(tmp_path,

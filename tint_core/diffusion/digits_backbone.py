@@ -32,6 +32,7 @@ from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.random_backbones import clip_text_encoder, sd_ddim_scheduler, tiny_tokenizer
 from tint_core.fewshot.augment import AugmentConfig, random_affine
 from tint_core.images import check_image_batch
+from tint_core.seeding import global_rng_seeded
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +62,21 @@ class DigitsBackboneConfig(TintConfig):
 
 def digits_components(seed: int = 0, image_size: int = 16) -> dict[str, object]:
     """Untrained components: VAE (16×16 → 4×8×8, ≈0.66M parameters), UNet (≈3.2M), frozen tiny CLIP, DDIM."""
-    torch.manual_seed(seed)  # diffusers/transformers initialise weights from the global generator
-    tokenizer = tiny_tokenizer()
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1, latent_channels=4,
-        norm_num_groups=16, sample_size=image_size,
-    )  # fmt: skip
-    unet = UNet2DConditionModel(
-        sample_size=image_size // 2, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 128),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
-    )  # fmt: skip
-    text_encoder = clip_text_encoder(tokenizer, vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
-                                 num_hidden_layers=2, num_attention_heads=4)  # fmt: skip
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": sd_ddim_scheduler()}
+    with global_rng_seeded(seed):  # diffusers/transformers initialise weights from the global RNG
+        tokenizer = tiny_tokenizer()
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1, latent_channels=4,
+            norm_num_groups=16, sample_size=image_size,
+        )  # fmt: skip
+        unet = UNet2DConditionModel(
+            sample_size=image_size // 2, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 128),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
+        )  # fmt: skip
+        text_encoder = clip_text_encoder(tokenizer, vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
+                                     num_hidden_layers=2, num_attention_heads=4)  # fmt: skip
+        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": sd_ddim_scheduler()}
 
 
 def _cosine_with_warmup(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:

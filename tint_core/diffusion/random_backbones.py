@@ -20,6 +20,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from tint_core.seeding import global_rng_seeded
+
 # Words that become single tokens, so they can serve as init words and keep prompts short.
 _WHOLE_WORDS = (
     "a", "an", "the", "of", "photo", "object", "picture", "image", "digit", "number", "thing",
@@ -105,73 +107,73 @@ def _calibrate_latent_scale(vae: AutoencoderKL, size: int, count: int = 8) -> No
 
 def tiny_components(seed: int = 0) -> dict[str, object]:
     """Seeded random components of a tiny SD-shaped model (images 32×32, latents 4×8×8)."""
-    torch.manual_seed(seed)  # diffusers/transformers initialise weights from the global generator
-    tokenizer = tiny_tokenizer()
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=128,
-        attention_head_dim=4,
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(8, 16, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
-    _calibrate_latent_scale(vae, size=32)
-    text_encoder = clip_text_encoder(
-        tokenizer,
-        vocab_size=len(tokenizer),
-        # Wide enough that null-text optimisation has the leverage it has on real CLIP (768 wide).
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    )
-    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": sd_ddim_scheduler()}  # fmt: skip
+    with global_rng_seeded(seed):  # diffusers/transformers initialise weights from the global RNG
+        tokenizer = tiny_tokenizer()
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(16, 32),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=128,
+            attention_head_dim=4,
+            norm_num_groups=8,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(8, 16, 16),
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=32,
+        )
+        _calibrate_latent_scale(vae, size=32)
+        text_encoder = clip_text_encoder(
+            tokenizer,
+            vocab_size=len(tokenizer),
+            # Wide enough that null-text optimisation has the leverage it has on real CLIP (768 wide).
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+        )
+        return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
+                "scheduler": sd_ddim_scheduler()}  # fmt: skip
 
 
 def sd15_random_components(seed: int = 0, device: torch.device | str = "cpu") -> dict[str, object]:
     """Stable Diffusion 1.5's shapes with seeded random weights (initialised directly on ``device``)."""
-    torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
-    with torch.device(device):
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280),
-        )
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        )
-        text_encoder = clip_text_encoder(
-            tokenizer,
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            hidden_act="quick_gelu",
-        )
-    _calibrate_latent_scale(vae, size=512, count=2)
-    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": sd_ddim_scheduler()}  # fmt: skip
+    with global_rng_seeded(seed):  # diffusers/transformers initialise weights from the global RNG
+        tokenizer = tiny_tokenizer()
+        with torch.device(device):
+            unet = UNet2DConditionModel(
+                sample_size=64,
+                cross_attention_dim=768,
+                attention_head_dim=8,
+                layers_per_block=2,
+                block_out_channels=(320, 640, 1280, 1280),
+            )
+            vae = AutoencoderKL(
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2,
+                latent_channels=4,
+                sample_size=512,
+            )
+            text_encoder = clip_text_encoder(
+                tokenizer,
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                hidden_act="quick_gelu",
+            )
+        _calibrate_latent_scale(vae, size=512, count=2)
+        return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder, "tokenizer": tokenizer,
+                "scheduler": sd_ddim_scheduler()}  # fmt: skip

@@ -21,6 +21,7 @@ from torch import nn
 import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
 from tint_core.config import TintConfig
 from tint_core.images import check_image_batch, resize
+from tint_core.seeding import global_rng_seeded
 
 LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
 HF_PREFIX = "hf-hub:"
@@ -108,8 +109,7 @@ def create_backbone(name: str, weights: str | None = None, seed: int = 0, **mode
             raise ValueError(f"{path} holds a {metadata['timm_name']!r} backbone, not {name!r}")
         # Files written by save_backbone remember how the model was built; explicit kwargs still win.
         model_kwargs = {**json.loads(metadata.get("model_kwargs", "{}")), **model_kwargs}
-    with torch.random.fork_rng(devices=[]):  # timm initialises from the global RNG
-        torch.manual_seed(seed)
+    with global_rng_seeded(seed):  # timm initialises from the global RNG
         model = timm.create_model(name, pretrained=False, num_classes=0, **model_kwargs)
     if weights is None:
         return model

@@ -91,6 +91,7 @@ def history(runs: Sequence[datetime], series: Mapping[str, Sequence[tuple[float,
                           label=method, color=COLOURS[index % len(COLOURS)])  # fmt: skip
     axes.set_xticks(range(len(runs)), [run.strftime("%Y-%m-%d\n%H:%M") for run in runs], fontsize=7)
     axes.set_xlim(-0.5, len(runs) - 0.5)
+    axes.set_ylim(0, 100)  # intervals of a few episodes can run past what an accuracy can be
     axes.set_ylabel("accuracy (%)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -82,6 +82,10 @@ def to_html(report: RunReport) -> str:
                    "and the first generated images of each method (α: how much of a support's inverted noise a "
                    "sample keeps).</p>")]  # fmt: skip
         parts += [_image(strip, f"class {name}") for name, strip in report.strips]
+        if report.psnr:
+            parts.append(_table(["class", "reconstruction PSNR per support (dB)"],
+                                [[name, " ".join(f"{value:.1f}" for value in values)]
+                                 for name, values in report.psnr.items()], "psnr"))  # fmt: skip
     if report.curves:
         parts += ["<h2>Distillation</h2>", "<p>Per-epoch losses of each method's student, averaged over episodes.</p>",
                   _image(report.curves, "distillation curves")]  # fmt: skip
