@@ -39,7 +39,9 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
 
     artifacts = flow_run_artifacts(first.task_runs[0].flow_run_id)
     assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress",
-                              "tint-benchmark-history"}  # fmt: skip
+                              "tint-benchmark-history", "tint-benchmark-report"}  # fmt: skip
+    assert first.outcome.report in artifacts["tint-benchmark-report"].data  # links the HTML report in the store
+    assert "| specialize | 6 | 6 |" in artifacts["tint-benchmark-report"].data  # time by stage: 2 episodes × 3 classes
     assert artifacts["tint-benchmark-progress"].data == 100.0
     assert "| student: tint |" in artifacts["tint-benchmark-summary"].data
     assert first.outcome.results.key in artifacts["tint-benchmark-summary"].data
