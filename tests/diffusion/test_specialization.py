@@ -45,9 +45,11 @@ def test_each_class_gets_a_token_and_per_support_inversions(backbone, specializa
 def test_save_and_load_round_trip_every_field(tmp_path, specializations):
     original = specializations["cat"]
     loaded = ClassSpecialization.load(original.save(tmp_path / "cat"))
+    assert original.reconstructions is not None and loaded.reconstructions is None  # for reports only, not saved
     for name, value in vars(original).items():
-        other = getattr(loaded, name)
-        assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, name
+        if name != "reconstructions":
+            other = getattr(loaded, name)
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, name
 
 
 def test_a_saved_token_loads_through_diffusers_and_gives_the_same_text_embedding(tmp_path, backbone, specializations):
