@@ -35,7 +35,7 @@ def class_strip(name: str, rows: Sequence[tuple[str, Sequence[torch.Tensor], Seq
         rows: (row label, (3, H, W) images in [0, 1], a title per image).
     """
     columns = max(len(images) for _, images, _ in rows)
-    figure = Figure(figsize=(0.9 * columns + 1.4, 0.95 * len(rows) + 0.3))
+    figure = Figure(figsize=(0.9 * columns + 1.4, 1.05 * len(rows) + 0.4), layout="constrained")
     grid = figure.subplots(len(rows), columns, squeeze=False)
     for row, (label, images, titles) in enumerate(rows):
         for column in range(columns):
