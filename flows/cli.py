@@ -70,7 +70,7 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
     from flows.benchmark import BenchmarkOutcome, benchmark
     from flows.console import quiet_terminal
     from flows.records import wait_for_task_runs
-    from tint_core.diffusion.backbone import RANDOM_BACKBONES
+    from tint_core.diffusion.config import RANDOM_BACKBONES
     from tint_core.pipeline.results import summary_markdown
 
     source = config.generator.specialization.backbone.source

@@ -5,7 +5,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
 from tasks.runtime import STEP_OPTIONS, device_slot, progress_logger
-from tint_core.diffusion.digits_backbone import DigitsBackboneConfig
+from tint_core.diffusion.config import DigitsBackboneConfig
 from tint_core.pipeline import training
 from tint_core.pipeline.resources import open_store
 from tint_core.store import ArtifactRef

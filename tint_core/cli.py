@@ -19,7 +19,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,19 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tint_core.data.datasets import IMAGE_SUFFIXES
-from tint_core.diffusion import (
-    BackboneConfig,
-    BackboneNotFoundError,
-    ClassSpecialization,
-    GenerationConfig,
-    SpecializationConfig,
-    generate_images,
-    load_backbone,
-)
-from tint_core.diffusion import specialize as specialize_classes
-from tint_core.diffusion.backbone import DEFAULT_MODEL_ID
-from tint_core.diffusion.prompts import ProgressFn
-from tint_core.diffusion.specialization import TOKEN_FILE
+from tint_core.diffusion.config import DEFAULT_MODEL_ID, BackboneConfig, GenerationConfig, SpecializationConfig
 from tint_core.evaluation import plan_evaluation
 from tint_core.images import ImageReadError, load_image, tensor_to_pil
 from tint_core.pipeline.results import BenchmarkSummary, episodes_for_half_width
@@ -48,6 +36,10 @@ from tint_core.pipeline.runs import find_run
 from tint_core.report import write_report
 from tint_core.store import ArtifactStore, StoreError
 from tint_core.store.store import DEFAULT_GC_AGE
+
+if TYPE_CHECKING:
+    from tint_core.diffusion import ClassSpecialization
+    from tint_core.diffusion.prompts import ProgressFn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,8 +53,9 @@ app.add_typer(store_app, name="store")
 console = Console(stderr=True, markup=False)
 stdout = Console(markup=False)
 
-# Errors that mean "the input or the environment is wrong": the message is the whole story, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, BackboneNotFoundError, ImageReadError, StoreError)
+# Errors that mean "the input or the environment is wrong": the message is the whole story, no traceback. A missing
+# checkpoint (BackboneNotFoundError) is a FileNotFoundError.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageReadError, StoreError)
 
 
 @contextlib.contextmanager
@@ -144,6 +137,9 @@ def specialize(
     overwrite: Annotated[bool, typer.Option(help="Replace specialisations already in OUTPUT.")] = False,
 ) -> None:
     """Specialise the backbone to every class: textual inversion, DDIM and null-text inversion of its supports."""
+    from tint_core.diffusion import load_backbone
+    from tint_core.diffusion import specialize as specialize_classes
+
     with user_errors():
         settings = SpecializationConfig.from_yaml(config) if config else SpecializationConfig()
         settings = settings.updated(backbone=_backbone_config(settings, backbone, device, precision))
@@ -166,6 +162,8 @@ def specialize(
 
 def load_specializations(root: Path) -> dict[str, ClassSpecialization]:
     """Folder name → specialisation, for ``root`` itself or each of its subfolders holding one."""
+    from tint_core.diffusion.specialization import TOKEN_FILE, ClassSpecialization
+
     if (root / TOKEN_FILE).is_file():
         return {root.name: ClassSpecialization.load(root)}
     if not root.is_dir():
@@ -201,6 +199,8 @@ def generate(
     overwrite: Annotated[bool, typer.Option(help="Replace class folders already in OUTPUT.")] = False,
 ) -> None:
     """Generate TINT images of every specialised class."""
+    from tint_core.diffusion import generate_images, load_backbone
+
     with user_errors():
         classes = load_specializations(specializations)
         _prepare_output(output, list(classes), overwrite)

@@ -5,7 +5,6 @@ from tint_core.diffusion import load_backbone
 from tint_core.diffusion.backbone import Backbone
 
 
-
 @pytest.fixture(scope="session")
 def backbone() -> Backbone:
     """The tiny random backbone (32×32 images, 4×8×8 latents); algorithms never modify it."""

@@ -12,8 +12,9 @@ from tint_core.diffusion import (
     generate_images,
     specialize,
 )
+from tint_core.diffusion.config import DIGITS_CAPTION
 from tint_core.diffusion.ddim import guided_denoise
-from tint_core.diffusion.digits_backbone import DIGITS_CAPTION, autoencoder_psnr, caption_images
+from tint_core.diffusion.digits_backbone import autoencoder_psnr, caption_images
 from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
 from tint_core.fewshot import digits_recipe as recipe
 from tint_core.fewshot.teacher import TeacherConfig

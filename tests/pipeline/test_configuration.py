@@ -55,6 +55,18 @@ def test_the_library_never_imports_prefect():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_the_command_line_help_and_the_configuration_models_never_import_diffusers():
+    # diffusers takes seconds to import: `tint --help`, `tint plan` or a YAML check should not wait for it.
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from flows.cli import app\n"
+            "from tint_core.pipeline.presets import demo_config\n"
+            "demo_config('store').model_json_schema()\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "assert 'diffusers' not in sys.modules\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).parents[2])
+
+
 def test_tint_variants_name_their_alpha_and_unknown_methods_are_refused():
     from tint_core.config import ConfigError
     from tint_core.diffusion.config import GenerationConfig

@@ -82,7 +82,7 @@ def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_pa
 def test_the_training_flow_caches_the_model_and_exports_a_loadable_checkpoint(tmp_path):
     from flows.train_backbone import train_backbone
     from tint_core.diffusion import backbone_identity, load_backbone
-    from tint_core.diffusion.digits_backbone import DigitsBackboneConfig
+    from tint_core.diffusion.config import DigitsBackboneConfig
     from tint_core.pipeline.config import TrainBackboneConfig
 
     config = TrainBackboneConfig(store=str(tmp_path / "store"), output=str(tmp_path / "model"),

@@ -50,20 +50,21 @@ def test_every_task_run_of_the_main_job_is_recorded_before_it_exits(tmp_path):
 
 
 def test_the_flow_on_s3_shares_its_cache_with_a_fresh_prefect_home(prefect_server, s3_url, s3_env, tmp_path):
-    config = small_config(s3_url)
+    # Two methods: every image moto serves goes through one lock, and real_pool alone would double the reads.
+    config = small_config(s3_url, methods=["supports_only", "tint"])
     first = run_flow(benchmark, config, label="on S3 (moto)")
     assert not first.all_cached
     bucket, prefix = s3_url[len("s3://") :].split("/", 1)
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     keys = [item["Key"] for page in pages for item in page["Contents"]]
     manifests = {key.split("/")[2] for key in keys if key.endswith("/manifest.json") and "/artifacts/" in key}
-    assert (
-        manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 48
-    )  # 36 tasks, per-class artifacts
+    # 22 tasks, several of which write more than one artifact (a unit writes each of its classes)
+    assert manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 30
     assert any(f"{prefix}/prefect-records/" in key for key in keys)
     assert any(f"{prefix}/datasets/digits-16/novel/" in key for key in keys)
 
     config.to_yaml(tmp_path / "config.yaml")
     again = run_main_job(tmp_path / "config.yaml", tmp_path / "fresh-home", s3_env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert recorded(again.stdout) == (36, 36)  # nothing recomputed: every step Cached from the bucket's records
+    # Nothing recomputed: every step Cached from the bucket's records.
+    assert recorded(again.stdout) == (len(first.task_runs),) * 2

@@ -1,24 +1,29 @@
 """The TINT generation engine: Stable Diffusion backbone, textual inversion, DDIM and null-text
-inversion, TINT sampling (SPEC §2–6)."""
+inversion, TINT sampling (SPEC §2–6).
 
-from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, backbone_identity, load_backbone
-from tint_core.diffusion.config import (
-    BackboneConfig,
-    EngineConfig,
-    GenerationConfig,
-    NullTextConfig,
-    PreparationConfig,
-    SpecializationConfig,
-    TextualInversionConfig,
-)
-from tint_core.diffusion.generation import GeneratedImages, generate_images, reconstruct
-from tint_core.diffusion.specialization import ClassSpecialization, specialize
+Names are imported on first use (as diffusers and transformers do): the configuration models are light, while the
+backbone pulls in diffusers, which takes seconds that a command's ``--help`` or a configuration check should not pay.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_HOMES = {
+    "backbone": ("Backbone", "BackboneNotFoundError", "backbone_identity", "load_backbone"),
+    "config": ("BackboneConfig", "DigitsBackboneConfig", "EngineConfig", "GenerationConfig", "NullTextConfig",
+               "PreparationConfig", "SpecializationConfig", "TextualInversionConfig"),  # fmt: skip
+    "generation": ("GeneratedImages", "generate_images", "reconstruct"),
+    "specialization": ("ClassSpecialization", "specialize"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [
     "Backbone",
     "BackboneConfig",
     "BackboneNotFoundError",
     "ClassSpecialization",
+    "DigitsBackboneConfig",
     "EngineConfig",
     "GeneratedImages",
     "GenerationConfig",
@@ -32,3 +37,30 @@ __all__ = [
     "reconstruct",
     "specialize",
 ]
+
+if TYPE_CHECKING:
+    from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, backbone_identity, load_backbone
+    from tint_core.diffusion.config import (
+        BackboneConfig,
+        DigitsBackboneConfig,
+        EngineConfig,
+        GenerationConfig,
+        NullTextConfig,
+        PreparationConfig,
+        SpecializationConfig,
+        TextualInversionConfig,
+    )
+    from tint_core.diffusion.generation import GeneratedImages, generate_images, reconstruct
+    from tint_core.diffusion.specialization import ClassSpecialization, specialize
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

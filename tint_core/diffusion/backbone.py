@@ -21,13 +21,12 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from tint_core.diffusion.config import DEFAULT_MODEL_ID, RANDOM_BACKBONES
 from tint_core.images import check_image_batch
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-RANDOM_BACKBONES = ("tiny", "sd15-random")
 # Checkpoints shipped inside the package, by name: trained here, small enough to commit.
 BUILTIN_CHECKPOINTS = {"digits": Path(__file__).resolve().parents[1] / "assets" / "digits-ldm"}
 _HASHED_FILE_BYTES = 64 * 2**20  # weight files up to this size enter a checkpoint's identity by content

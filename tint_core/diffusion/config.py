@@ -7,7 +7,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tint_core.config import TintConfig
-from tint_core.diffusion.backbone import DEFAULT_MODEL_ID
+from tint_core.fewshot.augment import AugmentConfig
+
+DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+RANDOM_BACKBONES = ("tiny", "sd15-random")  # built in process with seeded random weights
+DIGITS_CAPTION = "a photo of a {}"  # captions and the textual-inversion template must share this wording
 
 
 class BackboneConfig(TintConfig):
@@ -116,3 +120,23 @@ class GenerationConfig(TintConfig):
     output_size: int | None = Field(
         None, ge=8, description="Side of generated images; None = the size of the class's first support."
     )
+
+
+class DigitsBackboneConfig(TintConfig):
+    """How the digits latent diffusion model is trained (defaults: the shipped weights)."""
+
+    caption_template: str = Field(DIGITS_CAPTION, description="Caption of a class; '{}' is the class name.")
+    caption_dropout: float = Field(0.1, ge=0, le=1, description="Fraction of empty captions (for guidance).")
+    vae_steps: int = Field(1500, ge=1, description="Autoencoder training steps.")
+    vae_lr: float = Field(1e-3, gt=0, description="Autoencoder AdamW peak learning rate.")
+    vae_kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term of the autoencoder's loss.")
+    unet_steps: int = Field(2000, ge=1, description="UNet training steps.")
+    unet_lr: float = Field(1e-3, gt=0, description="UNet AdamW peak learning rate.")
+    batch_size: int = Field(64, ge=1, description="Images per step.")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the UNet's exponential moving average.")
+    augment: AugmentConfig = Field(
+        default_factory=lambda: AugmentConfig(crop_scale_min=0.8, rotation_degrees=10.0, shear_degrees=5.0,
+                                              hflip_probability=0.0, padding="zeros"),
+        description="Small random affine maps of the training images (never flipped: a mirrored 3 is no 3).",
+    )
+    seed: int = Field(0, description="Seeds initialisation, batches, noise, augmentation and caption dropout.")

@@ -24,40 +24,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from pydantic import Field
 
-from tint_core.config import TintConfig
 from tint_core.diffusion.backbone import Backbone
+from tint_core.diffusion.config import DIGITS_CAPTION, DigitsBackboneConfig
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.random_backbones import clip_text_encoder, sd_ddim_scheduler, tiny_tokenizer
-from tint_core.fewshot.augment import AugmentConfig, random_affine
+from tint_core.fewshot.augment import random_affine
 from tint_core.images import check_image_batch
 from tint_core.seeding import global_rng_seeded
 
 logger = logging.getLogger(__name__)
 
-DIGITS_CAPTION = "a photo of a {}"  # captions and the textual-inversion template must share this wording
 WEIGHTS_DTYPE = torch.float16  # shipped weights: half precision keeps the folder under 10 MB
-
-
-class DigitsBackboneConfig(TintConfig):
-    """How the digits latent diffusion model is trained (defaults: the shipped weights)."""
-
-    caption_template: str = Field(DIGITS_CAPTION, description="Caption of a class; '{}' is the class name.")
-    caption_dropout: float = Field(0.1, ge=0, le=1, description="Fraction of empty captions (for guidance).")
-    vae_steps: int = Field(1500, ge=1, description="Autoencoder training steps.")
-    vae_lr: float = Field(1e-3, gt=0, description="Autoencoder AdamW peak learning rate.")
-    vae_kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term of the autoencoder's loss.")
-    unet_steps: int = Field(2000, ge=1, description="UNet training steps.")
-    unet_lr: float = Field(1e-3, gt=0, description="UNet AdamW peak learning rate.")
-    batch_size: int = Field(64, ge=1, description="Images per step.")
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the UNet's exponential moving average.")
-    augment: AugmentConfig = Field(
-        default_factory=lambda: AugmentConfig(crop_scale_min=0.8, rotation_degrees=10.0, shear_degrees=5.0,
-                                              hflip_probability=0.0, padding="zeros"),
-        description="Small random affine maps of the training images (never flipped: a mirrored 3 is no 3).",
-    )
-    seed: int = Field(0, description="Seeds initialisation, batches, noise, augmentation and caption dropout.")
 
 
 def digits_components(seed: int = 0, image_size: int = 16) -> dict[str, object]:

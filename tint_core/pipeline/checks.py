@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tint_core.data.datasets import FewShotDataset, ImageRecord, canonical_split
 from tint_core.data.episodes import EpisodeSampler
-from tint_core.diffusion import backbone_identity
+from tint_core.diffusion.config import BackboneConfig as DiffusionBackboneConfig
 from tint_core.fewshot.backbones import BackboneConfig, check_model_name
 from tint_core.images import ImageReadError
 from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DistillAppConfig, TrainBackboneConfig
@@ -84,11 +84,17 @@ def check_benchmark(config: BenchmarkConfig) -> None:
     if (base_needed or config.teacher.centre_on_base) and not split_counts(config, "base"):
         raise ValueError("pre-training needs a base split, and the dataset's is empty")
     if config.needs_generator and config.execution.fan_out == "tasks":  # else the workers load it, not this machine
-        backbone = config.generator.specialization.backbone
-        backbone_identity(backbone.source, backbone.seed)
+        _check_diffusion_backbone(config.generator.specialization.backbone)
     _check_backbone(config.teacher.model.backbone, "teacher", config.teacher.pretrain is not None)
     _check_backbone(config.student.model.backbone, "student", config.student.pretrain is not None)
     _check_store(config.store)
+
+
+def _check_diffusion_backbone(backbone: DiffusionBackboneConfig) -> None:
+    """Raise BackboneNotFoundError for a checkpoint that is not on this machine (nothing is loaded)."""
+    from tint_core.diffusion.backbone import backbone_identity  # diffusers: imported when a run is checked
+
+    backbone_identity(backbone.source, backbone.seed)
 
 
 def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
@@ -98,8 +104,7 @@ def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
         Class name → number of supports, in the order the pipeline labels them.
     """
     counts = check_support_folder(config.supports)
-    backbone = config.generator.specialization.backbone
-    backbone_identity(backbone.source, backbone.seed)
+    _check_diffusion_backbone(config.generator.specialization.backbone)
     _check_backbone(config.teacher.backbone, "teacher", pretrained=False)
     _check_backbone(config.student.backbone, "student", pretrained=False)
     _check_store(config.store)

@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from tint_core.config import TintConfig
-from tint_core.diffusion.config import GenerationConfig, SpecializationConfig
-from tint_core.diffusion.digits_backbone import DigitsBackboneConfig
+from tint_core.diffusion.config import DigitsBackboneConfig, GenerationConfig, SpecializationConfig
 from tint_core.evaluation.planner import CostModel
 from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig

@@ -9,6 +9,7 @@ benchmarks/digits_tint.py: the same data, every method, settings closer to SPEC.
 from __future__ import annotations
 
 from tint_core.diffusion.config import (
+    DIGITS_CAPTION,
     BackboneConfig,
     EngineConfig,
     GenerationConfig,
@@ -16,7 +17,6 @@ from tint_core.diffusion.config import (
     SpecializationConfig,
     TextualInversionConfig,
 )
-from tint_core.diffusion.digits_backbone import DIGITS_CAPTION
 from tint_core.fewshot import digits_recipe as recipe
 from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.student import StudentConfig

@@ -16,7 +16,8 @@ from pathlib import Path
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from tint_core.diffusion.digits_backbone import DigitsBackboneConfig, save_components, train_digits_backbone
+from tint_core.diffusion.config import DigitsBackboneConfig
+from tint_core.diffusion.digits_backbone import save_components, train_digits_backbone
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.random_backbones import tiny_tokenizer
 from tint_core.pipeline.data import open_dataset
