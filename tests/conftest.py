@@ -28,13 +28,8 @@ def s3_env():
 
     Returns the environment a child process needs to reach the same server.
     """
-    from moto import backends
     from moto.server import ThreadedMotoServer
 
-    # moto's server lists its package folder on every request, under the lock that serialises all requests: with
-    # thousands of small objects (the digits, manifests) that listing was a third of an S3 test's time. It never
-    # changes while the server runs.
-    modules = tuple(backends.list_of_moto_modules())
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -42,7 +37,6 @@ def s3_env():
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        patch.setattr(backends, "list_of_moto_modules", lambda: modules)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
             patch.delenv(name, raising=False)
         yield env
