@@ -123,7 +123,10 @@ def _submit_from_the_form(page, base: str, deployment_id: object, run_name: str)
     page.get_by_label("Run Name", exact=False).first.fill(run_name)
     episodes.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "ui-custom-run-form.png"))  # the changed field, its section, its help
-    page.get_by_role("button", name="Submit").click()
+    with page.expect_response(lambda response: response.url.endswith("/create_flow_run")) as created:
+        page.get_by_role("button", name="Submit").click()
+    if not created.value.ok:  # say so now rather than wait for a confirmation that will not come
+        raise RuntimeError(f"the server refused the run: {created.value.status} {created.value.status_text}")
     page.get_by_text("View run").first.wait_for()
 
 
