@@ -5,6 +5,7 @@ Names are imported on first use (as diffusers and transformers do): the configur
 backbone pulls in diffusers, which takes seconds that a command's ``--help`` or a configuration check should not pay.
 """
 
+# ruff: noqa: F401  (the TYPE_CHECKING imports are the lazy exports; ruff cannot read a computed __all__)
 from __future__ import annotations
 
 import importlib
@@ -18,27 +19,9 @@ _HOMES = {
     "specialization": ("ClassSpecialization", "specialize"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = [
-    "Backbone",
-    "BackboneConfig",
-    "BackboneNotFoundError",
-    "ClassSpecialization",
-    "DigitsBackboneConfig",
-    "EngineConfig",
-    "GeneratedImages",
-    "GenerationConfig",
-    "NullTextConfig",
-    "PreparationConfig",
-    "SpecializationConfig",
-    "TextualInversionConfig",
-    "backbone_identity",
-    "generate_images",
-    "load_backbone",
-    "reconstruct",
-    "specialize",
-]
+__all__ = sorted(_MODULE_OF)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the same names, for type checkers and editors
     from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, backbone_identity, load_backbone
     from tint_core.diffusion.config import (
         BackboneConfig,
