@@ -1,8 +1,9 @@
 """The benchmark flow: the same seeded episodes for every method, every step a cached artifact in one store.
 
     dataset ─► episodes ─► specialisation units (an episode's classes, or one class) ─► generated images per method
-    base split ─► teacher and student backbones         teacher labels ◄─┘
-                                  per episode × method: soft labels ─► distilled student ─► score ─► aggregate
+       │           └─────► augmented supports, pools of real images (real classes', base classes')
+    base split ─► teacher and student backbones
+            per episode × method: soft labels, image-set quality ─► student (one budget) ─► score ─► aggregate
 
 Run it with ``tint demo`` (the main job: the embedded demo defaults) or ``tint benchmark CONFIG.yaml``
 (``flows/cli.py``), or as a deployment (``deployments/prefect.yaml``).
@@ -26,7 +27,7 @@ from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
 from tint_core.pipeline.history import series_id
 from tint_core.pipeline.presets import demo_config
-from tint_core.pipeline.results import BenchmarkSummary
+from tint_core.pipeline.results import BenchmarkSummary, verdict
 from tint_core.pipeline.runs import RunRecord, UnitRecord
 from tint_core.store import ArtifactRef
 
@@ -92,11 +93,12 @@ def _dispatch(submit: Submissions, steps: StepTasks, config: BenchmarkConfig, ep
 DEMO = demo_config()  # the flow's default parameter: the main job's embedded defaults
 
 
-# Heavy steps take turns on their device (tasks.runtime.device_slot); the threads let light steps, cache checks and
+# Heavy steps take turns on their device's own thread (tasks.runtime.on_device); the threads let light steps, cache checks and
 # waits for workers' deployment runs proceed meanwhile, so their number bounds the units dispatched at once.
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
-    """Score supports-only, TI-only, TINT and real-pool students on the same episodes; summarise with intervals."""
+    """Score supports-only, control, TI-only, TINT and real-pool students on the same episodes, under one training
+    budget; summarise with intervals, paired gains and image-set quality."""
     logger = get_run_logger()
     started = datetime.now(timezone.utc)
     check_benchmark(config)  # one-line errors before any work, nothing written
@@ -136,25 +138,49 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
                 "on workers of " + config.execution.deployment if any(on_workers) else "as tasks",
                 ", ".join(generated) or "no method")  # fmt: skip
 
-    # 3. per episode: the teacher's score; per method: soft labels, distilled student, its score
-    teacher_scores, labels, students, scores = {}, {e: {} for e in ids}, {e: {} for e in ids}, {e: {} for e in ids}
+    # 3. per episode, the images of the methods that do not generate: augmented supports, pools of real images (the
+    #    real pool is also the reference of the images' precision and recall)
+    controls = {e: {} for e in ids}
+    quality_reference: dict[str, PrefectFuture] = {}
+    for e in ids:
+        if "augmented_supports" in config.methods:
+            controls[e]["augmented_supports"] = submit(steps.augment_supports, store, episode[e],
+                                                       config.controls.augmented_supports,
+                                                       config.control_images("augmented_supports"))  # fmt: skip
+        if "base_pool" in config.methods:
+            controls[e]["base_pool"] = submit(steps.draw_pool, store, dataset, episode[e], "base_pool",
+                                              config.control_images("base_pool"),
+                                              config.controls.base_pool.seed)  # fmt: skip
+        if "real_pool" in config.methods or config.measures_quality:
+            controls[e]["real_pool"] = submit(steps.draw_pool, store, dataset, episode[e], "real_pool", None, 0)
+            quality_reference[e] = controls[e]["real_pool"]
+        for method, future in controls[e].items():
+            if method in config.methods:
+                images[e][method] = [future]
+
+    # 4. per episode: the teacher's score; per method: soft labels, image-set quality, the student, its score
+    teacher_scores = {}
+    labels, quality, students, scores = ({e: {} for e in ids} for _ in range(4))
+    k = config.evaluation.quality_k
     for e in ids:
         teacher_scores[e] = submit(steps.score_teacher, store, episode[e], teacher, teacher_backbone)
         for method in config.methods:
             method_images = images[e].get(method)
-            pool = dataset if method == "real_pool" else None
             if method != "supports_only":
-                labels[e][method] = submit(steps.label_images, store, episode[e], method, method_images, pool, teacher,
+                labels[e][method] = submit(steps.label_images, store, episode[e], method, method_images, teacher,
                                            teacher_backbone)  # fmt: skip
+                if config.measures_quality:
+                    quality[e][method] = submit(steps.measure_quality, store, episode[e], method, method_images,
+                                                quality_reference[e], teacher, teacher_backbone, k)  # fmt: skip
             students[e][method] = submit(steps.distill_student, store, episode[e], method, method_images,
-                                         labels[e].get(method), pool, student, student_backbone)  # fmt: skip
+                                         labels[e].get(method), student, student_backbone)  # fmt: skip
             scores[e][method] = submit(steps.evaluate_student, store, episode[e], students[e][method])
-    logger.info("stage 3: %d students (%s) on %d episodes", len(ids) * len(config.methods), ", ".join(config.methods),
-                len(ids))  # fmt: skip
+    logger.info("stage 3: %d students (%s) on %d episodes, %d steps each", len(ids) * len(config.methods),
+                ", ".join(config.methods), len(ids), config.student.training.steps)  # fmt: skip
 
-    # 4. fan in
-    aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, episodes, config.evaluation,
-                       max_queries(config))  # fmt: skip
+    # 5. fan in
+    aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, quality, episodes,
+                       config.evaluation, max_queries(config))  # fmt: skip
     _track(submit.futures, units)
     results = aggregate.result()
     summary = read_summary(store, results)
@@ -162,8 +188,11 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
     runs = record_history(config, summary, results)
     logger.info("stage 4: %d episodes summarised; results table and summary in %s; run %d of this configuration's "
                 "history", len(ids), results.uri, runs)  # fmt: skip
+    sentence = verdict(summary)
+    if sentence:
+        logger.info(sentence)
 
-    # 5. the run's record (every artifact it used) and its report, both in the store
+    # 6. the run's record (every artifact it used) and its report, both in the store
     record = RunRecord(
         run_id=str(flow_run.id), run_name=flow_run.name or "", started=started, finished=datetime.now(timezone.utc),
         series=series_id(config), config=config, dataset=dataset.result(),
@@ -173,8 +202,8 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
         units=[UnitRecord(episode=e, classes=classes, specializations=unit.result(),
                           images={method: future.result() for method, future in by_method.items()})
                for (e, classes), unit, by_method in zip(unit_specs, units, unit_images, strict=True)],
-        teacher_scores=_results(teacher_scores), labels=_results(labels), students=_results(students),
-        scores=_results(scores), results=results,
+        controls=_results(controls), teacher_scores=_results(teacher_scores), labels=_results(labels),
+        quality=_results(quality), students=_results(students), scores=_results(scores), results=results,
     )  # fmt: skip
     report = publish_report(record)
     logger.info("report: %s", report)

@@ -71,7 +71,7 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
     from flows.console import quiet_terminal
     from flows.records import wait_for_task_runs
     from tint_core.diffusion.config import RANDOM_BACKBONES
-    from tint_core.pipeline.results import summary_markdown
+    from tint_core.pipeline.results import summary_markdown, verdict
 
     source = config.generator.specialization.backbone.source
     quiet_terminal(verbose=verbose, random_backbone=source in RANDOM_BACKBONES)
@@ -84,7 +84,7 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
         raise _failed("benchmark", error) from None
     recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
     cached = sum(run.state.name == "Cached" for run in recorded)
-    stdout.print(summary_markdown(outcome.summary), highlight=False)
+    stdout.print(summary_markdown(outcome.summary, with_verdict=False), highlight=False, soft_wrap=True)
     stdout.print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in "
                  f"{time.perf_counter() - started:.0f} s", highlight=False)  # fmt: skip
     stdout.print(f"report: {outcome.report}", highlight=False, soft_wrap=True)
@@ -93,6 +93,8 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
                  soft_wrap=True)  # fmt: skip
     if config.needs_generator and source in RANDOM_BACKBONES:
         stdout.print(RANDOM_WEIGHTS_NOTE.format(source=source), highlight=False)
+    if verdict(outcome.summary):
+        stdout.print(verdict(outcome.summary), highlight=False, soft_wrap=True)  # the run's answer, last
 
 
 @app.command(rich_help_panel="Flows")

@@ -33,12 +33,12 @@ def distill(config: DistillAppConfig) -> DistillOutcome:
     counts = check_distill_app(config)  # one-line errors before any work, nothing written
     steps, store, submit = StepTasks(config.store), config.store, Submissions()
     teacher = TeacherSetup(model=config.teacher)
-    student = StudentSetup(model=config.student, pretrain=None, distill=config.distill)
+    student = StudentSetup(model=config.student, pretrain=None, training=config.distill)
     supports = submit(steps.index_support_set, store, config.supports, config.image_size)
     specializations = submit(steps.specialize_unit, store, supports, list(range(len(counts))), config.generator)
     images = [submit(steps.generate_unit, store, specializations, config.generator, METHOD)]
-    labels = submit(steps.label_images, store, supports, METHOD, images, None, teacher, None)
-    trained = submit(steps.distill_student, store, supports, METHOD, images, labels, None, student, None)
+    labels = submit(steps.label_images, store, supports, METHOD, images, teacher, None)
+    trained = submit(steps.distill_student, store, supports, METHOD, images, labels, student, None)
     path = Path(submit(steps.export_student, store, trained, labels, specializations, config.output).result())
     get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
                           path.parent / "report.md")  # fmt: skip

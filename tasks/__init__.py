@@ -5,7 +5,7 @@
 
 from prefect import Task
 
-from tasks import classify, data, dispatch, generation, results, training
+from tasks import classify, data, dispatch, generation, results, training, unlabelled
 from tasks.caching import store_records
 
 
@@ -26,7 +26,10 @@ class StepTasks:
         self.run_units_on_workers = configured(dispatch.run_units_on_workers)
         self.prepare_backbone = configured(classify.prepare_backbone)
         self.score_teacher = configured(classify.score_teacher)
+        self.augment_supports = configured(unlabelled.augment_supports)
+        self.draw_pool = configured(unlabelled.draw_pool)
         self.label_images = configured(classify.label_images)
+        self.measure_quality = configured(classify.measure_quality)
         self.distill_student = configured(classify.distill_student)
         self.evaluate_student = configured(classify.evaluate_student)
         self.export_student = classify.export_student

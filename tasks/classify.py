@@ -1,50 +1,54 @@
-"""Classifier tasks: prepare backbones on the base classes, score the teacher, label, distil, evaluate."""
+"""Classifier tasks: prepare backbones on the base classes, score the teacher, label, measure image-set quality,
+distil, evaluate."""
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
-from tasks.runtime import STEP_OPTIONS, device_slot
+from tasks.runtime import CPU, STEP_OPTIONS, on_device
 from tint_core.fewshot.backbones import BackboneConfig
 from tint_core.fewshot.pretrain import PretrainConfig
 from tint_core.pipeline import application, classify
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef
 
-CPU = "cpu"  # the few-shot models run on the CPU
 
 
 @task(name="prepare-backbone", cache_policy=StoredArtifacts(keys=classify.backbone_keys), **STEP_OPTIONS)
 def prepare_backbone(store: str, dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
                      centre: bool) -> ArtifactRef:  # fmt: skip
     """Pre-train a teacher's or student's backbone on the base classes and/or measure its mean base feature."""
-    with device_slot(CPU):
-        return classify.prepare_backbone(store, dataset, backbone, pretrain, centre)
+    return on_device(CPU, classify.prepare_backbone, store, dataset, backbone, pretrain, centre)
 
 
 @task(name="score-teacher", cache_policy=StoredArtifacts(keys=classify.teacher_score_keys), **STEP_OPTIONS)
 def score_teacher(store: str, episode: ArtifactRef, teacher: TeacherSetup, prepared: ArtifactRef | None
                   ) -> ArtifactRef:  # fmt: skip
     """The teacher's accuracy on an episode's queries."""
-    with device_slot(CPU):
-        return classify.score_teacher(store, episode, teacher, prepared)
+    return on_device(CPU, classify.score_teacher, store, episode, teacher, prepared)
 
 
 @task(name="label", cache_policy=StoredArtifacts(keys=classify.label_keys), **STEP_OPTIONS)
 def label_images(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-                 dataset: ArtifactRef | None, teacher: TeacherSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
+                 teacher: TeacherSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
     """The teacher's soft labels for one method's unlabelled images of an episode."""
-    with device_slot(CPU):
-        return classify.label_images(store, episode, method, images, dataset, teacher, prepared)
+    return on_device(CPU, classify.label_images, store, episode, method, images, teacher, prepared)
+
+
+@task(name="quality", cache_policy=StoredArtifacts(keys=classify.quality_keys), **STEP_OPTIONS)
+def measure_quality(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]],
+                    reference: list[ArtifactRef], teacher: TeacherSetup, prepared: ArtifactRef | None,
+                    k: int) -> ArtifactRef:  # fmt: skip
+    """Precision and recall of one method's unlabelled images against the episode classes' real images."""
+    return on_device(CPU, classify.measure_quality, store, episode, method, images, reference, teacher, prepared, k)
 
 
 @task(name="distill", cache_policy=StoredArtifacts(keys=classify.distill_keys), **STEP_OPTIONS)
 def distill_student(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-                    labels: ArtifactRef | None, dataset: ArtifactRef | None, student: StudentSetup,
+                    labels: ArtifactRef | None, student: StudentSetup,
                     prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
     """Train one method's student on an episode."""
-    with device_slot(CPU):
-        ref = classify.distill_student(store, episode, method, images, labels, dataset, student, prepared)
+    ref = on_device(CPU, classify.distill_student, store, episode, method, images, labels, student, prepared)
     get_run_logger().info("distilled the %s student: %s", method, ref.key[:12])
     return ref
 
@@ -52,7 +56,7 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
 @task(name="evaluate", cache_policy=StoredArtifacts(keys=classify.evaluate_keys), **STEP_OPTIONS)
 def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef) -> ArtifactRef:
     """A student's accuracy on the episode's queries."""
-    return classify.evaluate_student(store, episode, student)
+    return on_device(CPU, classify.evaluate_student, store, episode, student)
 
 
 @task(name="export-student", cache_policy=NO_CACHE)

@@ -3,7 +3,7 @@
 from prefect import get_run_logger, task
 
 from tasks.caching import StoredArtifacts
-from tasks.runtime import STEP_OPTIONS, device_slot, progress_logger
+from tasks.runtime import STEP_OPTIONS, on_device, progress_logger
 from tint_core.pipeline import generation
 from tint_core.pipeline.config import GeneratorConfig
 from tint_core.store import ArtifactRef
@@ -14,9 +14,8 @@ from tint_core.store import ArtifactRef
 def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], generator: GeneratorConfig
                     ) -> list[ArtifactRef]:  # fmt: skip
     """Textual + null-text inversion of some of an episode's classes on one device; one artifact per class."""
-    with device_slot(generator.specialization.backbone.device):
-        refs = generation.specialize_unit(store, episode, classes, generator,
-                                          progress_logger(f"specialise classes {classes}"))  # fmt: skip
+    refs = on_device(generator.specialization.backbone.device, generation.specialize_unit, store, episode, classes,
+                     generator, progress_logger(f"specialise classes {classes}"))  # fmt: skip
     get_run_logger().info("specialised classes %s: %s", classes, ", ".join(ref.key[:12] for ref in refs))
     return refs
 
@@ -25,6 +24,5 @@ def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], genera
 def generate_unit(store: str, specializations: list[ArtifactRef], generator: GeneratorConfig, method: str
                   ) -> list[ArtifactRef]:  # fmt: skip
     """Generate each specialised class's images with ``method`` (tint or ti_only); one image set per class."""
-    with device_slot(generator.specialization.backbone.device):
-        return generation.generate_unit(store, specializations, generator, method,
-                                         progress_logger(f"generate {method}"))  # fmt: skip
+    return on_device(generator.specialization.backbone.device, generation.generate_unit, store, specializations,
+                     generator, method, progress_logger(f"generate {method}"))  # fmt: skip

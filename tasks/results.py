@@ -17,10 +17,10 @@ from tint_core.store import ArtifactRef
 
 @task(name="aggregate", cache_policy=StoredArtifacts(keys=results.aggregate_keys), **STEP_OPTIONS)
 def aggregate_results(store: str, scores: dict[str, dict[str, ArtifactRef]], teacher: dict[str, ArtifactRef],
-                      labels: dict[str, dict[str, ArtifactRef]], episodes: EpisodeConfig, evaluation: EvaluationConfig,
-                      max_query: int) -> ArtifactRef:  # fmt: skip
-    """Per-method intervals, paired gains, variance decomposition and plans over every episode."""
-    return results.aggregate_results(store, scores, teacher, labels, episodes, evaluation, max_query)
+                      labels: dict[str, dict[str, ArtifactRef]], quality: dict[str, dict[str, ArtifactRef]],
+                      episodes: EpisodeConfig, evaluation: EvaluationConfig, max_query: int) -> ArtifactRef:  # fmt: skip
+    """Per-method intervals, paired gains, image-set quality, variance decomposition and plans over every episode."""
+    return results.aggregate_results(store, scores, teacher, labels, quality, episodes, evaluation, max_query)
 
 
 def read_summary(store: str, ref: ArtifactRef) -> results.BenchmarkSummary:

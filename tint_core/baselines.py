@@ -18,5 +18,5 @@ from tint_core.fewshot.training import TrainingCurves
 def supports_only_student(
     config: StudentConfig, supports: torch.Tensor, support_labels: torch.Tensor, distill_config: DistillConfig
 ) -> tuple[Student, TrainingCurves]:
-    """A student trained on the N·K supports alone (one step per epoch of ``distill_config``)."""
+    """A student trained on the N·K supports alone, for the same ``distill_config.steps`` as any distilled one."""
     return train_student(config, supports, support_labels, distill_config)

@@ -290,7 +290,7 @@ def plan(
         max_query = int(opened.inspect(record.results.key).params["max_query"])
         target = half_width or record.config.evaluation.target_half_width
         table = Table("model", "pilot accuracy (%)", "σ² between episodes", "E", "Q", "predicted ± (points)", "cost",
-                      "E for ± on the gain", title=f"±{100 * target:g} points at 95%, {summary.n_way}-way, "
+                      "E for ± on every gain", title=f"±{100 * target:g} points at 95%, {summary.n_way}-way, "
                       f"Q ≤ {max_query} (pilot: run {record.run_id[:8]}, {summary.episodes} episodes)")  # fmt: skip
         table.columns[0].min_width = max(len(method) for method in summary.methods)  # method names stay whole
         for method, result in summary.ordered():
@@ -302,7 +302,8 @@ def plan(
                          f"{proposal.cost:g}"]  # fmt: skip
             except ValueError:
                 cells = ["—"] * 4  # no E reaches the target at any Q the split allows
-            gain = "—" if result.gain is None else str(episodes_for_half_width(result.gain.sd, target))
+            needed = [episodes_for_half_width(gain.sd, target) for gain in result.gains.values()]
+            gain = str(max(needed)) if needed else "—"
             table.add_row(method, f"{100 * variance.mean:.1f}", f"{variance.between_episode_variance:.5f}", *cells,
                           gain)  # fmt: skip
         stdout.print(table)

@@ -13,8 +13,7 @@ logger = logging.getLogger(__name__)
 
 @pytest.mark.slow
 def test_distillation_on_unlabelled_novel_images_lifts_the_student_above_supports_only(digits, digits_backbones):
-    config = recipe.run_config(str(digits_backbones.teacher), str(digits_backbones.student), distill_epochs=3)
-    config = config.updated(supports_only=config.supports_only.updated(epochs=30))
+    config = recipe.run_config(str(digits_backbones.teacher), str(digits_backbones.student), steps=30)
     teacher = recipe.centred_teacher(digits, config.teacher)
     episodes = EpisodeSampler(digits, "novel", n_way=5, k_shot=1, n_query=15, seed=0).episodes(6)
     results = []
@@ -43,7 +42,7 @@ def test_one_episode_reports_every_score_and_the_teacher_matches_its_own_forward
     tiny = BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
     config = EpisodeRunConfig(
         teacher=TeacherConfig(backbone=tiny), student=StudentConfig(backbone=tiny),
-        distill=DistillConfig(epochs=1, batch_size=16), supports_only=DistillConfig(epochs=2),
+        training=DistillConfig(steps=2, batch_size=16),
     )
     teacher = PrototypeTeacher.from_config(config.teacher)
     episode = EpisodeSampler(digits, "novel", n_way=3, k_shot=1, n_query=4, seed=1).sample(0)
@@ -52,6 +51,7 @@ def test_one_episode_reports_every_score_and_the_teacher_matches_its_own_forward
     queries, _ = digits.load(episode.query_paths)
     expected = float((teacher(queries).argmax(1) == episode.query_labels).float().mean())
     assert result.teacher_accuracy == expected
-    assert result.n_unlabelled == 20 and len(result.distill_curves.curves["kd_loss"]) == 1
+    assert result.n_unlabelled == 20 and len(result.distill_curves.curves["kd_loss"]) == 2
+    assert result.distill_curves.steps == result.supports_only_curves.steps == 2  # one budget for both students
     assert set(result.seconds) == {"load", "teacher", "distill", "supports_only"}
     assert torch.all(torch.tensor([result.student_accuracy, result.supports_only_accuracy]) >= 0)

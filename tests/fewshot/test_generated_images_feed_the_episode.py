@@ -35,7 +35,7 @@ def test_synthetic_images_of_an_episode_are_distilled_on(digits, method):
     tiny = BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
     run = EpisodeRunConfig(
         teacher=TeacherConfig(backbone=tiny), student=StudentConfig(backbone=tiny),
-        distill=DistillConfig(epochs=1, batch_size=8), supports_only=DistillConfig(epochs=1),
+        training=DistillConfig(steps=2, batch_size=8),
     )  # fmt: skip
     result = run_episode(episode, digits, PrototypeTeacher.from_config(run.teacher), run, unlabelled=generated.images)
     assert result.n_unlabelled == 12 and result.student_accuracy is not None

@@ -64,7 +64,7 @@ def test_kd_loss_is_zero_for_equal_logits_and_matches_t_squared_kl():
 
 def test_prototype_initialised_student_classifies_supports_like_a_prototype_classifier():
     supports, labels = _supports()
-    student, _ = train_student(TINY, supports, labels, DistillConfig(epochs=1, lr=1e-12))
+    student, _ = train_student(TINY, supports, labels, DistillConfig(steps=1, lr=1e-12))
     features = torch.nn.functional.normalize(student.extractor.embed(supports), dim=1)
     weights = torch.nn.functional.normalize(student.head.weight, dim=1)
     assert torch.allclose(student.predict(supports), 10.0 * features @ weights.T, atol=1e-4)
@@ -74,13 +74,14 @@ def test_distillation_is_deterministic_and_moves_the_student_towards_the_teacher
     supports, labels = _supports()
     unlabelled = torch.rand(40, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     teacher_logits = 10 * torch.nn.functional.one_hot(torch.arange(40) % 3, 3).float()
-    config = DistillConfig(epochs=6, batch_size=16, lr=3e-3, support_weight=0.5,
+    config = DistillConfig(steps=18, batch_size=16, lr=3e-3, support_weight=0.5,
                            augment=AugmentConfig(crop_scale_min=0.9, hflip_probability=0))
     (a, curves_a), (b, curves_b) = (train_student(TINY, supports, labels, config, unlabelled, teacher_logits)
                                     for _ in range(2))
     assert curves_a == curves_b
     assert torch.equal(a.predict(unlabelled), b.predict(unlabelled))
-    assert curves_a.last("kd_loss") < curves_a.curves["kd_loss"][0]
+    assert curves_a.steps == 18 and len(curves_a.curves["kd_loss"]) == 18
+    assert sum(curves_a.curves["kd_loss"][-3:]) < sum(curves_a.curves["kd_loss"][:3])
     baseline, _ = train_student(TINY, supports, labels, config)
 
     def agreement(student):
@@ -100,7 +101,7 @@ def test_unlabelled_images_may_be_paths(tmp_path):
         (tmp_path / f"{i}.png").write_bytes(encode_png(image))
         paths.append(str(tmp_path / f"{i}.png"))
     logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
-    config = DistillConfig(epochs=2, batch_size=4)
+    config = DistillConfig(steps=3, batch_size=4)
     from_tensor = train_student(TINY, supports, labels, config, images, logits)[0].predict(supports)
     from_paths = train_student(TINY, supports, labels, config, paths, logits)[0].predict(supports)
     assert torch.allclose(from_tensor, from_paths, atol=1e-5)
@@ -108,7 +109,7 @@ def test_unlabelled_images_may_be_paths(tmp_path):
 
 def test_teacher_logits_must_match_the_unlabelled_images():
     supports, labels = _supports()
-    student, _ = train_student(TINY, supports, labels, DistillConfig(epochs=1))
+    student, _ = train_student(TINY, supports, labels, DistillConfig(steps=1))
     with pytest.raises(ValueError, match=r"teacher_logits must have shape \(5, 3\)"):
         distill(student, supports, labels, DistillConfig(), torch.rand(5, 3, 16, 16), torch.rand(5, 4))
 
@@ -121,3 +122,38 @@ def test_episode_configuration_round_trips_through_yaml(tmp_path):
     config.to_yaml(tmp_path / "run.yaml")
     assert EpisodeRunConfig.from_yaml(tmp_path / "run.yaml") == config
     assert EpisodeRunConfig().teacher.scale == 10.0  # SPEC §7 default τ
+
+
+def test_every_step_takes_an_equal_batch_and_every_image_is_seen_equally_often():
+    from tint_core.fewshot.distill import unlabelled_batches
+
+    batches = list(unlabelled_batches(10, 4, 15, torch.Generator().manual_seed(0)))  # 60 draws = 6 passes
+    assert len(batches) == 15 and all(len(batch) == 4 for batch in batches)
+    assert torch.bincount(torch.cat(batches), minlength=10).tolist() == [6] * 10
+    small = list(unlabelled_batches(3, 64, 2, torch.Generator()))
+    assert all(sorted(batch.tolist()) == [0, 1, 2] for batch in small)  # fewer images than a batch: each once
+
+
+def test_supports_only_and_distilled_students_take_the_same_budget_of_steps():
+    supports, labels = _supports()
+    config = DistillConfig(steps=7, batch_size=5)
+    _, alone = train_student(TINY, supports, labels, config)
+    _, distilled = train_student(TINY, supports, labels, config, torch.rand(23, 3, 16, 16), torch.randn(23, 3))
+    assert alone.steps == distilled.steps == 7
+    assert len(alone.curves["support_loss"]) == len(distilled.curves["kd_loss"]) == 7 and "kd_loss" not in alone.curves
+
+
+def test_strongly_augmented_copies_cycle_through_the_supports_and_are_seeded():
+    from tint_core.fewshot import digits_recipe as recipe
+    from tint_core.fewshot.strong_augment import StrongAugmentConfig, augmented_copies
+
+    supports = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for config in (StrongAugmentConfig(), recipe.DIGITS_STRONG_AUGMENT):
+        copies, source = augmented_copies(supports, 7, config, seed=1)
+        assert copies.shape == (7, 3, 16, 16) and source.tolist() == [0, 1, 2, 0, 1, 2, 0]
+        assert copies.min() >= 0 and copies.max() <= 1
+        assert torch.equal(copies, augmented_copies(supports, 7, config, seed=1)[0])
+        assert not torch.allclose(copies, augmented_copies(supports, 7, config, seed=2)[0])
+        assert not torch.allclose(copies[0], copies[3])  # two copies of one support differ
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        augmented_copies(supports, 0, StrongAugmentConfig(), seed=0)

@@ -61,8 +61,7 @@ def small_config(store: str, **changes: object) -> BenchmarkConfig:
         student=StudentSetup(
             model=StudentConfig(backbone=TINY_STUDENT),
             pretrain=PretrainConfig(epochs=1),
-            distill=DistillConfig(epochs=1, batch_size=16),
-            supports_only=DistillConfig(epochs=2),
+            training=DistillConfig(steps=3, batch_size=16),
         ),
     )
     return config.updated(**changes) if changes else config
@@ -106,5 +105,5 @@ def app_config(tmp_path, folder) -> DistillAppConfig:
     return DistillAppConfig(
         supports=str(folder), output=str(tmp_path / "student"), store=str(tmp_path / "store"), image_size=16,
         generator=TINY_GENERATOR, teacher=TeacherConfig(backbone=TINY_TEACHER),
-        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(epochs=1, batch_size=8),
+        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(steps=2, batch_size=8),
     )  # fmt: skip

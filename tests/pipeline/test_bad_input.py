@@ -24,7 +24,20 @@ CASES = {
     "too few images": (lambda c, tmp: c.updated(episodes=c.episodes.updated(k_shot=100, n_query=80)),
                        ValueError, r"split 'novel': K\+Q = 180 images per class needed but class '7' has 179, '8' has 174"),
     "no spare images for real_pool": (lambda c, tmp: c.updated(episodes=c.episodes.updated(n_query=173)),
-                                      ValueError, "real_pool.*'8' have none"),
+                                      ValueError, "'real_pool' and the image-set quality need .* '8' has fewer: drop "
+                                      "real_pool from methods and set evaluation.quality_k to 0"),
+    "too few spare images for the quality": (
+        lambda c, tmp: c.updated(methods=["supports_only", "tint"], episodes=c.episodes.updated(n_query=171)),
+        ValueError, r"^the image-set quality needs spare images beyond K\+Q = 172 .*\(at least 4\), but '8' has "
+        "fewer: set evaluation.quality_k to 0$"),
+    "image sets too small for the quality": (
+        lambda c, tmp: c.updated(generator=c.generator.updated(generation=c.generator.generation.updated(
+            images_per_class=3))),
+        ValueError, "images_per_class = 3 is too few images per class for the image-set quality's k = 3"),
+    "a base pool larger than the base split": (
+        lambda c, tmp: c.updated(methods=["supports_only", "base_pool"], controls=c.controls.updated(
+            base_pool=c.controls.base_pool.updated(images_per_class=400))),
+        ValueError, "'base_pool' draws 1200 base images per episode, but the base split has 901"),
     "backbone not available offline": (lambda c, tmp: c.updated(generator=_generator_on(c, "someone/missing-model")),
                                        BackboneNotFoundError, "not in the local Hugging Face cache.*never downloads"),
     "missing student weights": (

@@ -9,6 +9,7 @@ import pytest
 from flows.benchmark import benchmark
 from tests.pipeline.helpers import run_flow, small_config
 from tint_core.pipeline.history import read_history, series_id
+from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -24,8 +25,8 @@ def flow_run_artifacts(flow_run_id) -> dict:
     return {artifact.key: artifact for artifact in found}
 
 
-ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize", "generate", "score-teacher", "label",
-             "distill", "evaluate", "aggregate"}  # fmt: skip
+ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize", "generate", "pool", "score-teacher",
+             "label", "quality", "distill", "evaluate", "aggregate"}  # fmt: skip
 
 
 def test_a_second_identical_run_recomputes_nothing(tmp_path):
@@ -33,9 +34,9 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     first = run_flow(benchmark, config, label="first run (2 episodes, 3-way)")
     assert {run.name.rsplit("-", 1)[0] for run in first.task_runs} == ALL_STEPS
     assert all(run.state.is_completed() for run in first.task_runs) and not first.all_cached
-    # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 teacher score, 3 labels,
-    # 4 students, 4 scores) + 1 aggregate
-    assert len(first.task_runs) == 1 + 2 + 2 + 2 * 15 + 1
+    # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 real pool, 1 teacher score,
+    # 3 labels, 3 image-set qualities, 4 students, 4 scores) + 1 aggregate
+    assert len(first.task_runs) == 1 + 2 + 2 + 2 * 19 + 1
 
     artifacts = flow_run_artifacts(first.task_runs[0].flow_run_id)
     assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress",
@@ -63,8 +64,8 @@ def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggrega
     config = small_config(str(tmp_path / "store"))
     run_flow(benchmark, config)
     more = run_flow(benchmark, config.updated(episodes=config.episodes.updated(episodes=3)), label="E 2 → 3")
-    assert more.executed() == {"sample-episode": 1, "specialize": 1, "generate": 2, "score-teacher": 1, "label": 3,
-                               "distill": 4, "evaluate": 4, "aggregate": 1}  # fmt: skip
+    assert more.executed() == {"sample-episode": 1, "specialize": 1, "generate": 2, "pool": 1, "score-teacher": 1,
+                               "label": 3, "quality": 3, "distill": 4, "evaluate": 4, "aggregate": 1}  # fmt: skip
     assert [run.name for run in more.task_runs if run.name.startswith("sample-episode") and run.state.name != "Cached"
             ] == ["sample-episode-2"]  # fmt: skip
     assert more.outcome.summary.episodes == 3
@@ -75,8 +76,9 @@ def test_changing_only_the_generation_reruns_generation_and_what_follows_it(tmp_
     run_flow(benchmark, config)
     generator = config.generator.updated(generation=config.generator.generation.updated(images_per_class=5))
     changed = run_flow(benchmark, config.updated(generator=generator), label="generation changed")
-    # per episode: both image sets, and the two generated methods' labels, students and scores
-    assert changed.executed() == {"generate": 4, "label": 4, "distill": 4, "evaluate": 4, "aggregate": 1}
+    # per episode: both image sets, and the two generated methods' labels, qualities, students and scores
+    assert changed.executed() == {"generate": 4, "label": 4, "quality": 4, "distill": 4, "evaluate": 4,
+                                  "aggregate": 1}  # fmt: skip
 
 
 def _specializations(store: ArtifactStore) -> list:
@@ -111,9 +113,9 @@ def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(
     again = run_flow(benchmark, config, label="one specialisation recomputed differently")
     # Its unit task (record refreshed) and that class's two image sets run again. TI-only images ignore the null
     # embeddings, so they come out byte for byte the same and their labels and student stay cached: only TINT's
-    # labels, student and score follow, then the aggregate.
-    assert again.executed() == {"specialize": 1, "generate": 2, "label": 1, "distill": 1, "evaluate": 1,
-                                "aggregate": 1}  # fmt: skip
+    # labels, image-set quality, student and score follow, then the aggregate.
+    assert again.executed() == {"specialize": 1, "generate": 2, "label": 1, "quality": 1, "distill": 1,
+                                "evaluate": 1, "aggregate": 1}  # fmt: skip
     assert again.outcome.results.key != first.outcome.results.key
 
 
@@ -134,3 +136,39 @@ def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
     quarantined = list((Path(url) / "quarantine").iterdir())
     assert len(quarantined) == 1 and quarantined[0].name.startswith(victim.key)
     assert again.outcome.summary == first.outcome.summary
+
+
+def test_every_student_method_trained_the_same_number_of_steps(tmp_path):
+    config = small_config(str(tmp_path / "store"), methods=["supports_only", "augmented_supports", "base_pool", "tint",
+                                                              "real_pool"])  # fmt: skip
+    run = run_flow(benchmark, config, label="every method, one budget")
+    record = find_run(config.store, run.outcome.run_id)
+    store = ArtifactStore(config.store)
+    steps = {(e, method): store.get(ref)["curves"]["steps"] for e, by_method in record.students.items()
+             for method, ref in by_method.items()}  # fmt: skip
+    assert {method for _, method in steps} == set(config.methods) and len(steps) == 2 * len(config.methods)
+    assert set(steps.values()) == {config.student.training.steps}
+    # the students of images really saw their images: one KD loss per step; supports-only none
+    curves = {method: store.get(ref)["curves"]["curves"] for method, ref in record.students["0"].items()}
+    assert "kd_loss" not in curves["supports_only"]
+    assert all(len(curves[m]["kd_loss"]) == config.student.training.steps for m in config.methods[1:])
+
+
+def test_the_controls_are_cached_and_changing_one_controls_m_reruns_only_its_steps(tmp_path):
+    config = small_config(str(tmp_path / "store"), methods=["supports_only", "augmented_supports", "base_pool"])
+    first = run_flow(benchmark, config)
+    assert first.executed()["augment-supports"] == 2 and first.executed()["pool"] == 4  # base and real (reference)
+    assert run_flow(benchmark, config, label="controls, second run").all_cached
+
+    controls = config.controls
+    more_copies = config.updated(controls=controls.updated(augmented_supports=controls.augmented_supports.updated(
+        images_per_class=6)))  # fmt: skip
+    changed = run_flow(benchmark, more_copies, label="augmented_supports M changed")
+    assert changed.executed() == {"augment-supports": 2, "label": 2, "quality": 2, "distill": 2, "evaluate": 2,
+                                  "aggregate": 1}  # fmt: skip
+    more_base = config.updated(controls=controls.updated(base_pool=controls.base_pool.updated(images_per_class=6)))
+    changed = run_flow(benchmark, more_base, label="base_pool M changed")
+    assert changed.executed() == {"pool": 2, "label": 2, "quality": 2, "distill": 2, "evaluate": 2, "aggregate": 1}
+    summary = changed.outcome.summary
+    assert summary.methods["base_pool"].teacher_agreement is None  # base images are meant for no episode class
+    assert set(summary.methods["base_pool"].gains) == {"supports_only", "augmented_supports"}

@@ -22,9 +22,10 @@ def summary(tint: float) -> BenchmarkSummary:
     )
     method = {"supports_only": accuracy(0.6), "tint": accuracy(tint)}
     return BenchmarkSummary(n_way=5, k_shot=1, n_query=15, episodes=8, target_half_width=0.02, teacher=accuracy(0.8),
-                            methods={name: MethodSummary(accuracy=value, gain=None if name == "supports_only" else
-                                                         accuracy(value.mean - 0.6), variance=variance, plan=None,
-                                                         episodes_for_gain=None, teacher_agreement=None)
+                            methods={name: MethodSummary(accuracy=value, gains={} if name == "supports_only" else
+                                                         {"supports_only": accuracy(value.mean - 0.6)},
+                                                         variance=variance, plan=None, episodes_for_gain=None,
+                                                         teacher_agreement=None)
                                      for name, value in method.items()})  # fmt: skip
 
 

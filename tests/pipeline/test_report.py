@@ -184,8 +184,8 @@ def test_the_benchmark_command_refuses_a_bad_override_before_any_work(tmp_path):
 def test_the_demo_command_runs_the_embedded_defaults_with_overrides(tmp_path):
     tiny = ["episodes.episodes=2", "episodes.n_way=3", "episodes.n_query=4", "methods=[supports_only,tint]",
             "generator.specialization.backbone.source=tiny", "generator.specialization.textual_inversion.steps=2",
-            "generator.specialization.null_text.num_steps=2", "generator.generation.images_per_class=2",
-            "teacher.pretrain.epochs=1", "student.pretrain.epochs=1", "student.distill.epochs=1"]  # fmt: skip
+            "generator.specialization.null_text.num_steps=2", "generator.generation.images_per_class=4",
+            "teacher.pretrain.epochs=1", "student.pretrain.epochs=1", "student.training.steps=2"]  # fmt: skip
     arguments = ["demo", "--store", str(tmp_path / "store")] + [part for value in tiny for part in ("--set", value)]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.helpers import small_config
-from tint_core.pipeline import classify, data, generation, results
+from tint_core.pipeline import classify, data, generation, results, unlabelled
 from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import MODELS, ModelCache
 from tint_core.store import ArtifactStore
@@ -47,25 +47,31 @@ def test_the_same_inputs_and_seed_give_the_same_artifact_digests(tmp_path):
         dataset, episode = first_episode(url, config)
         specs = generation.specialize_unit(url, episode, [0, 1, 2], config.generator)
         images = generation.generate_unit(url, specs, config.generator, "tint")
-        labels = classify.label_images(url, episode, "tint", [images], None, teacher, None)
-        student = classify.distill_student(url, episode, "tint", [images], labels, None,
+        labels = classify.label_images(url, episode, "tint", [images], teacher, None)
+        student = classify.distill_student(url, episode, "tint", [images], labels,
                                            config.student.updated(pretrain=None), None)  # fmt: skip
-        digests.append([ref.digest for ref in (dataset, episode, *specs, *images, labels, student)])
+        augmented = unlabelled.augment_supports(url, episode, config.controls.augmented_supports, 5)
+        pool = unlabelled.draw_pool(url, dataset, episode, "base_pool", 4, 0)
+        digests.append([ref.digest for ref in (dataset, episode, *specs, *images, labels, student, *augmented, *pool)])
         shutil.rmtree(Path(url) / "artifacts")  # everything is computed again from scratch
     assert digests[0] == digests[1]
 
 
-def test_each_method_takes_exactly_its_own_kind_of_unlabelled_images(tmp_path):
+def test_every_method_but_supports_only_needs_unlabelled_images_and_supports_only_takes_none(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url)
     dataset, episode = first_episode(url, config)
     teacher = config.teacher
-    with pytest.raises(ValueError, match="'tint' takes generated image sets"):
-        classify.label_keys(url, episode, "tint", None, dataset, teacher, None)
-    with pytest.raises(ValueError, match="'real_pool' takes the dataset"):
-        classify.label_keys(url, episode, "real_pool", None, None, teacher, None)
+    with pytest.raises(ValueError, match="'tint' needs its unlabelled images"):
+        classify.label_keys(url, episode, "tint", None, teacher, None)
+    with pytest.raises(ValueError, match="'base_pool' needs its unlabelled images"):
+        classify.label_keys(url, episode, "base_pool", [[]], teacher, None)
+    with pytest.raises(ValueError, match="'supports_only' uses no unlabelled images"):
+        classify.distill_keys(url, episode, "supports_only", [[episode]], None, config.student, None)
     with pytest.raises(ValueError, match="supports_only takes them"):
-        classify.distill_keys(url, episode, "supports_only", None, episode, None, config.student, None)
+        classify.distill_keys(url, episode, "supports_only", None, episode, config.student, None)
+    with pytest.raises(ValueError, match="real_pool takes every unused image"):
+        unlabelled.pool_keys(url, dataset, episode, "real_pool", 4, 0)
 
 
 def test_the_real_pool_is_the_episode_classes_unused_images(tmp_path):
@@ -112,20 +118,46 @@ def test_the_model_cache_evicts_the_least_recently_used():
     assert built == ["a", "b", "c", "b"]  # "a" was used again before "c" came, so "b" went first
 
 
-def test_the_summary_pairs_each_method_with_supports_only_episode_by_episode():
-    accuracy = {"tint": [0.8, 0.7, 0.9], "supports_only": [0.6, 0.6, 0.8], "real_pool": [0.9, 0.9, 0.9]}
-    summary = results.summarize_methods(accuracy, [0.85, 0.75, 0.95], {"tint": [0.5, 0.7, 0.6]},
-                                        EpisodeConfig(n_way=5, n_query=15, episodes=3),
-                                        EvaluationConfig(target_half_width=0.05), max_query=100)  # fmt: skip
+def _summary(accuracy: dict, agreement: dict | None = None, precision: dict | None = None, recall: dict | None = None):
+    return results.summarize_methods(accuracy, [0.85, 0.75, 0.95], agreement or {}, precision or {}, recall or {},
+                                     EpisodeConfig(n_way=5, n_query=15, episodes=3),
+                                     EvaluationConfig(target_half_width=0.05), max_query=100)  # fmt: skip
+
+
+def test_the_summary_pairs_each_method_with_each_baseline_episode_by_episode():
+    accuracy = {"tint": [0.8, 0.7, 0.9], "supports_only": [0.6, 0.6, 0.8], "augmented_supports": [0.7, 0.75, 0.8],
+                "real_pool": [0.9, 0.9, 0.9]}  # fmt: skip
+    summary = _summary(accuracy, {"tint": [0.5, 0.7, 0.6]}, {"tint": [0.9, 0.8, 0.7]}, {"tint": [0.1, 0.2, 0.3]})
     tint = summary.methods["tint"]
-    assert tint.gain.mean == pytest.approx(0.1333333) and tint.gain.sd == pytest.approx(0.057735, rel=1e-4)
-    assert summary.methods["supports_only"].gain is None and tint.teacher_agreement == pytest.approx(0.6)
+    gain = tint.gain_over("supports_only")
+    assert gain.mean == pytest.approx(0.1333333) and gain.sd == pytest.approx(0.057735, rel=1e-4)
+    assert tint.gain_over("augmented_supports").mean == pytest.approx(0.05)
+    assert summary.methods["supports_only"].gain_over("supports_only") is None
+    assert set(summary.methods["augmented_supports"].gains) == {"supports_only"}
+    assert tint.teacher_agreement == pytest.approx(0.6) and summary.methods["real_pool"].teacher_agreement is None
+    assert tint.precision.mean == pytest.approx(0.8) and tint.recall.mean == pytest.approx(0.2)
     assert summary.teacher.mean == pytest.approx(0.85)
     assert tint.plan is not None and tint.plan.predicted_half_width <= 0.05
-    assert tint.episodes_for_gain >= 2
+    # E for ±5 points on both paired gains: the wider spread (over augmented_supports) decides
+    spread = max(gain.sd, tint.gain_over("augmented_supports").sd)
+    assert tint.episodes_for_gain == results.episodes_for_half_width(spread, 0.05)
     markdown = results.summary_markdown(summary)
-    order = [markdown.index(f"| student: {m} |") for m in ("supports_only", "tint", "real_pool")]
+    order = [markdown.index(f"| student: {m} |") for m in ("supports_only", "augmented_supports", "tint", "real_pool")]
     assert order == sorted(order) and "+13.3 ± " in markdown and "| 60% |" in markdown
+    assert "| 0.80 / 0.20 |" in markdown and "gain over augmented_supports (points)" in markdown
+
+
+def test_the_verdict_names_what_beats_each_baseline_with_an_interval_excluding_zero():
+    accuracy = {"supports_only": [0.60, 0.62, 0.64], "augmented_supports": [0.70, 0.72, 0.74],
+                "ti_only": [0.50, 0.52, 0.54], "tint": [0.66, 0.68, 0.70], "real_pool": [0.80, 0.82, 0.84]}  # fmt: skip
+    sentence = results.verdict(_summary(accuracy))
+    assert sentence == (
+        "Against supports_only and augmented_supports, counting a gain only where its 95% interval excludes zero "
+        "(3 episodes): augmented_supports beats supports_only; ti_only beats neither; tint beats supports_only but "
+        "not augmented_supports; real_pool beats both; worse than supports_only: ti_only; than augmented_supports: "
+        "ti_only and tint."
+    )
+    assert results.verdict(_summary({"tint": [0.6, 0.7, 0.8]})) == ""  # no baseline, nothing to say
 
 
 def test_an_episode_is_stored_as_a_parquet_table_and_read_back_unchanged(tmp_path):

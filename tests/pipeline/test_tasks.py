@@ -1,4 +1,4 @@
-"""The Prefect layer's own pieces: device slots, the retry condition, the cache policy's keys."""
+"""The Prefect layer's own pieces: device threads, the retry condition, the cache policy's keys."""
 
 import threading
 import time
@@ -6,31 +6,49 @@ import time
 import pytest
 
 from tasks.caching import StoredArtifacts, record_key
-from tasks.runtime import _transient, device_slot
+from tasks.runtime import _transient, on_device
 from tint_core.store import StoreAccessError, StoreRetryError
 
 
-def test_tasks_on_one_device_take_turns_and_other_devices_do_not_wait():
+def test_tasks_on_one_device_take_turns_on_its_own_thread_and_other_devices_do_not_wait():
     inside: dict[str, int] = {"cpu": 0, "meta": 0}
     most: dict[str, int] = {"cpu": 0, "meta": 0}
+    computed_on: dict[str, set] = {"cpu": set(), "meta": set()}
     lock = threading.Lock()
 
-    def work(device: str) -> None:
-        with device_slot(device):
-            with lock:
-                inside[device] += 1
-                most[device] = max(most[device], inside["cpu"] + inside["meta"] if device == "meta" else inside[device])
-            time.sleep(0.05)
-            with lock:
-                inside[device] -= 1
+    def step(device: str, value: int) -> int:
+        with lock:
+            inside[device] += 1
+            most[device] = max(most[device], inside["cpu"] + inside["meta"] if device == "meta" else inside[device])
+            computed_on[device].add(threading.get_ident())
+        time.sleep(0.05)
+        with lock:
+            inside[device] -= 1
+        return 2 * value
 
-    threads = [threading.Thread(target=work, args=(device,)) for device in ["cpu"] * 4 + ["meta"]]
+    returned = []
+
+    def task(device: str, value: int) -> None:
+        returned.append(on_device(device, step, device, value))
+
+    threads = [threading.Thread(target=task, args=(device, i)) for i, device in enumerate(["cpu"] * 4 + ["meta"])]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert sorted(returned) == [0, 2, 4, 6, 8]
     assert most["cpu"] == 1  # never two heavy tasks on one device
     assert most["meta"] == 2  # the other device ran alongside a CPU task
+    assert len(computed_on["cpu"]) == 1 and computed_on["cpu"] != computed_on["meta"]  # one thread per device
+    assert threading.get_ident() not in computed_on["cpu"]
+
+
+def test_an_error_on_the_device_thread_reaches_the_task():
+    def fail() -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        on_device("cpu", fail)
 
 
 class _State:

@@ -14,9 +14,10 @@ from pathlib import Path
 from tint_core.data.datasets import FewShotDataset
 from tint_core.fewshot.augment import AugmentConfig
 from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, save_backbone
-from tint_core.fewshot.distill import DistillConfig
+from tint_core.fewshot.distill import DEFAULT_STEPS, DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig, pretrain_on_base
 from tint_core.fewshot.run import EpisodeRunConfig
+from tint_core.fewshot.strong_augment import StrongAugmentConfig
 from tint_core.fewshot.student import StudentConfig
 from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
 
@@ -27,6 +28,11 @@ SIZE = 16
 DIGITS_AUGMENT = AugmentConfig(
     crop_scale_min=0.7, rotation_degrees=15.0, shear_degrees=10.0, hflip_probability=0.0, padding="zeros"
 )
+# The augmented_supports control on digits: stronger geometry, elastic strokes, grey-level jitter; no colour, no flip.
+DIGITS_STRONG_AUGMENT = StrongAugmentConfig(
+    crop_scale_min=0.5, rotation_degrees=20.0, translate=0.1, shear_degrees=15.0, elastic_alpha=8.0,
+    elastic_sigma=2.0, brightness=0.3, contrast=0.3, saturation=0.0, hue=0.0, hflip_probability=0.0,
+)  # fmt: skip
 
 
 def teacher_backbone(width_name: str = "tint_convnet") -> BackboneConfig:
@@ -47,13 +53,17 @@ def student_pretrain(epochs: int = 15) -> PretrainConfig:
     return PretrainConfig(epochs=epochs, lr=0.05, augment=DIGITS_AUGMENT)
 
 
-def run_config(teacher_weights: str, student_weights: str, distill_epochs: int = 10) -> EpisodeRunConfig:
+def training(steps: int = DEFAULT_STEPS) -> DistillConfig:
+    """Every student's training on a digits episode: the common budget, the digits augmentation."""
+    return DistillConfig(steps=steps, augment=DIGITS_AUGMENT)
+
+
+def run_config(teacher_weights: str, student_weights: str, steps: int = DEFAULT_STEPS) -> EpisodeRunConfig:
     """Episode configuration with both backbones loaded from the given pre-trained files."""
     return EpisodeRunConfig(
         teacher=TeacherConfig(backbone=teacher_backbone().updated(weights=teacher_weights)),
         student=StudentConfig(backbone=student_backbone().updated(weights=student_weights)),
-        distill=DistillConfig(epochs=distill_epochs, augment=DIGITS_AUGMENT),
-        supports_only=DistillConfig(epochs=50, augment=DIGITS_AUGMENT),
+        training=training(steps),
     )
 
 

@@ -3,16 +3,17 @@
 loss = T² · KL(softmax(teacher / T) ‖ softmax(student / T)) on unlabelled images
        + support_weight · cross-entropy on the labelled supports.
 
-Unlabelled images are generic: TINT or TI-only synthetic images, or any real pool, as a (M, 3, H, W) tensor or a
-list of image paths. Without them the same loop trains on the supports alone (the supports-only baseline).
-Every step runs the unlabelled batch and the supports through the student as one batch; augmentation is batched.
+Unlabelled images are generic: TINT or TI-only synthetic images, augmented supports, or any real pool, as a
+(M, 3, H, W) tensor or a list of image paths. Without them the same loop trains on the supports alone (the
+supports-only baseline). Every method trains for the same number of steps (``DistillConfig.steps``), with the same
+optimiser, schedule and augmentation: each step runs all supports and, if there are any, a batch of unlabelled
+images through the student as one batch, so methods differ only in the images they add.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,6 @@ from pydantic import Field
 
 from tint_core.config import TintConfig
 from tint_core.data.datasets import load_images
-from tint_core.evaluation.accuracy import episode_accuracy
 from tint_core.fewshot.augment import AugmentConfig, random_affine
 from tint_core.fewshot.student import Student, StudentConfig, create_student
 from tint_core.fewshot.teacher import check_support_set
@@ -30,13 +30,24 @@ from tint_core.images import check_image_batch, resize
 logger = logging.getLogger(__name__)
 
 
-class DistillConfig(TintConfig):
-    """Distillation schedule and loss (SPEC §7)."""
+# Chosen on the digits by the rule in docs/fewshot.md ("The training budget"), before any novel-class result was
+# looked at; benchmarks/student_budget.py applies the rule again.
+DEFAULT_STEPS = 200
 
-    epochs: int = Field(10, ge=1, description="passes over the unlabelled images (supports only: steps)")
+
+class DistillConfig(TintConfig):
+    """Student training on an episode (SPEC §7): one budget of optimisation steps, whatever the images."""
+
+    steps: int = Field(
+        DEFAULT_STEPS,
+        ge=1,
+        le=1_000_000,
+        description="optimisation steps: the training budget, the same for every method (supports only included); "
+        "the default's rule is in docs/fewshot.md",
+    )
     batch_size: int = Field(64, ge=1, description="unlabelled images per step (all supports join every step)")
     optimizer: OptimizerName = Field("adamw", description="adamw or sgd (Nesterov)")
-    lr: float = Field(1e-3, gt=0, description="peak learning rate of the one-cycle schedule")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate of the one-cycle schedule over the steps")
     weight_decay: float = Field(0.01, ge=0, description="weight decay")
     temperature: float = Field(4.0, gt=0, description="T of the T²·KL term")
     support_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy on supports")
@@ -53,6 +64,18 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     ) * (t * t)  # fmt: skip
 
 
+def unlabelled_batches(n_images: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``steps`` index batches of ``min(batch_size, n_images)`` images each: passes over the images in a fresh
+    shuffled order, a batch running on into the next pass, so that every step sees as many images."""
+    size = min(batch_size, n_images)
+    pending = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        while len(pending) < size:
+            pending = torch.cat([pending, torch.randperm(n_images, generator=generator)])
+        batch, pending = pending[:size], pending[size:]
+        yield batch
+
+
 def distill(
     student: Student,
     supports: torch.Tensor,
@@ -60,21 +83,21 @@ def distill(
     config: DistillConfig,
     unlabelled: torch.Tensor | Sequence[str] | None = None,
     teacher_logits: torch.Tensor | None = None,
-    eval_images: torch.Tensor | None = None,
-    eval_labels: torch.Tensor | None = None,
 ) -> TrainingCurves:
-    """Train ``student`` in place.
+    """Train ``student`` in place for ``config.steps`` steps.
+
+    Every step forwards all supports (cross-entropy) and, given unlabelled images, a batch of them (T²·KL to the
+    teacher) through the student as one augmented batch; without them the same steps train on the supports alone.
 
     Args:
         student: with its head already initialised (e.g. from support prototypes).
         supports: (N·K, 3, H, W) in [0, 1]; support_labels: (N·K,) int64.
-        config: schedule, loss and augmentation.
+        config: budget, schedule, loss and augmentation.
         unlabelled: (M, 3, H, W) images in [0, 1] or M local image paths; None trains on supports only.
         teacher_logits: (M, n_way) teacher logits of ``unlabelled`` (required with it).
-        eval_images, eval_labels: optional held-out set, scored after every epoch.
 
     Returns:
-        Per-epoch ``kd_loss``, ``support_loss`` and, with an eval set, ``eval_accuracy``.
+        Per-step ``support_loss`` and, with unlabelled images, ``kd_loss``; ``steps`` counts the optimiser's steps.
     """
     # 1. check inputs; bring every image to the student's input size once
     check_support_set(supports, support_labels)
@@ -88,37 +111,32 @@ def distill(
             shape = None if teacher_logits is None else tuple(teacher_logits.shape)
             raise ValueError(f"teacher_logits must have shape ({unlabelled.shape[0]}, {student.n_way}), got {shape}")
         unlabelled = resize(unlabelled, size)
-    n_unlabelled = 0 if unlabelled is None else unlabelled.shape[0]
-    # 2. optimiser and schedule
+    # 2. optimiser and schedule over the whole budget
     generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = max(1, math.ceil(n_unlabelled / config.batch_size))
     optimizer = make_optimizer(student.parameters(), config.optimizer, config.lr, config.weight_decay)
-    scheduler = one_cycle(optimizer, config.lr, config.epochs * steps_per_epoch)
+    scheduler = one_cycle(optimizer, config.lr, config.steps)
     n_support = supports.shape[0]
+    batches = None if unlabelled is None else unlabelled_batches(len(unlabelled), config.batch_size, config.steps,
+                                                                 generator)  # fmt: skip
     curves = TrainingCurves()
-    # 3. epochs: each step = one unlabelled batch + all supports, augmented and forwarded together
+    # 3. steps: all supports (+ an unlabelled batch), augmented and forwarded together
     student.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(n_unlabelled, generator=generator)
-        batches = order.split(config.batch_size) if n_unlabelled else [order]
-        kd_sum = support_sum = 0.0
-        for batch in batches:
-            images = supports if unlabelled is None else torch.cat([supports, unlabelled[batch]])
-            logits = student(random_affine(images, config.augment, generator))  # (n_support + b, n_way)
-            support_loss = F.cross_entropy(logits[:n_support], support_labels)
-            loss = config.support_weight * support_loss
-            if unlabelled is not None:
-                distill_loss = kd_loss(logits[n_support:], teacher_logits[batch], config.temperature)
-                loss = loss + distill_loss
-                kd_sum += distill_loss.item()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            support_sum += support_loss.item()
-        curves.add(kd_loss=kd_sum / steps_per_epoch, support_loss=support_sum / steps_per_epoch)
-        if eval_images is not None and eval_labels is not None:
-            curves.add(eval_accuracy=episode_accuracy(student.predict(eval_images), eval_labels))
+    for _ in range(config.steps):
+        batch = None if batches is None else next(batches)
+        images = supports if batch is None else torch.cat([supports, unlabelled[batch]])
+        logits = student(random_affine(images, config.augment, generator))  # (n_support + b, n_way)
+        support_loss = F.cross_entropy(logits[:n_support], support_labels)
+        loss = config.support_weight * support_loss
+        values = {"support_loss": support_loss.item()}
+        if batch is not None:
+            distill_loss = kd_loss(logits[n_support:], teacher_logits[batch], config.temperature)
+            loss = loss + distill_loss
+            values["kd_loss"] = distill_loss.item()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        curves.step(**values)
     student.eval()
     return curves
 

@@ -31,9 +31,9 @@ class EpisodeRunConfig(TintConfig):
 
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="teacher and its fine-tuning")
     student: StudentConfig = Field(default_factory=StudentConfig, description="student architecture and weights")
-    distill: DistillConfig = Field(default_factory=DistillConfig, description="distillation on unlabelled images")
-    supports_only: DistillConfig = Field(
-        default_factory=lambda: DistillConfig(epochs=50), description="the supports-only baseline (epochs = steps)"
+    training: DistillConfig = Field(
+        default_factory=DistillConfig, description="both students' training: the same budget of steps, schedule and "
+        "augmentation; the distilled one adds the unlabelled images"
     )
     load_size: int | None = Field(None, ge=8, description="resize images on loading (None: they must agree)")
 
@@ -115,12 +115,12 @@ def run_episode(
     student_accuracy, distill_curves = None, None
     if unlabelled is not None:
         student, distill_curves = train_student(
-            config.student, supports, support_labels, config.distill, unlabelled, teacher_logits
+            config.student, supports, support_labels, config.training, unlabelled, teacher_logits
         )
         student_accuracy = episode_accuracy(student.predict(queries), query_labels)
     lap("distill")
     # 4. supports-only baseline
-    baseline, baseline_curves = supports_only_student(config.student, supports, support_labels, config.supports_only)
+    baseline, baseline_curves = supports_only_student(config.student, supports, support_labels, config.training)
     supports_only_accuracy = episode_accuracy(baseline.predict(queries), query_labels)
     lap("supports_only")
     return EpisodeResult(

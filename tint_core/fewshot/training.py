@@ -28,13 +28,20 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> 
 
 
 class TrainingCurves(BaseModel):
-    """Per-epoch metrics of one training run: ``curves[name][epoch]``."""
+    """Metrics of one training run, ``curves[name][i]`` per epoch (pre-training) or per step (students), and the
+    optimiser steps it took."""
 
     curves: dict[str, list[float]] = Field(default_factory=dict)
+    steps: int = Field(0, description="optimiser steps taken (counted by the loops that record them per step)")
 
     def add(self, **values: float) -> None:
         for name, value in values.items():
             self.curves.setdefault(name, []).append(float(value))
+
+    def step(self, **values: float) -> None:
+        """Record one optimiser step and its metrics."""
+        self.steps += 1
+        self.add(**values)
 
     def last(self, name: str) -> float:
         return self.curves[name][-1]

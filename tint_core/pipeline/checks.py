@@ -40,13 +40,42 @@ def _check_episodes(config: BenchmarkConfig) -> None:
     split = canonical_split(episodes.split)
     records = [ImageRecord(f"{name}/{index}", name, split) for name, count in counts.items() for index in range(count)]
     EpisodeSampler(FewShotDataset(records), split, episodes.n_way, episodes.k_shot, episodes.n_query, episodes.seed)
-    if "real_pool" in config.methods:
-        need = episodes.k_shot + episodes.n_query
-        spare = {name: count - need for name, count in counts.items()}
-        if min(spare.values()) < 1:
-            short = ", ".join(f"{name!r}" for name, extra in spare.items() if extra < 1)
-            raise ValueError(f"method 'real_pool' needs spare images beyond K+Q = {need} in every class of split "
-                             f"{split!r}, but {short} have none: drop real_pool from methods")  # fmt: skip
+    if "real_pool" in config.methods or config.measures_quality:
+        # the image-set quality needs k + 1 spare images of each class for the radii of its k-NN manifold
+        least = config.evaluation.quality_k + 1 if config.measures_quality else 1
+        spare = {name: count - episodes.k_shot - episodes.n_query for name, count in counts.items()}
+        short = ", ".join(repr(name) for name, extra in spare.items() if extra < least)
+        if short:
+            needs = [what for what, used in (("method 'real_pool'", "real_pool" in config.methods),
+                                             ("the image-set quality", config.measures_quality)) if used]  # fmt: skip
+            fixes = [fix for fix, used in (("drop real_pool from methods", "real_pool" in config.methods),
+                                           ("set evaluation.quality_k to 0", config.measures_quality)) if used]  # fmt: skip
+            raise ValueError(f"{' and '.join(needs)} need{'s' if len(needs) == 1 else ''} spare images beyond K+Q = "
+                             f"{episodes.k_shot + episodes.n_query} in every class of split {split!r} (at least "
+                             f"{least}), but {short} ha{'s' if short.count(',') == 0 else 've'} fewer: "
+                             + " and ".join(fixes))  # fmt: skip
+    if "base_pool" in config.methods:
+        wanted = config.control_images("base_pool") * episodes.n_way
+        base = sum(split_counts(config, "base").values())
+        if base < wanted:
+            raise ValueError(f"method 'base_pool' draws {wanted} base images per episode, but the base split has "
+                             f"{base}: lower controls.base_pool.images_per_class or drop base_pool")  # fmt: skip
+
+
+def _check_quality(config: BenchmarkConfig) -> None:
+    """Each class's image set needs more images than the k of its k-NN manifold."""
+    if not config.measures_quality:
+        return
+    k = config.evaluation.quality_k
+    sizes = {}
+    if config.needs_generator:
+        sizes["generator.generation.images_per_class"] = config.generator.generation.images_per_class
+    if "augmented_supports" in config.methods:
+        sizes["controls.augmented_supports.images_per_class"] = config.control_images("augmented_supports")
+    for name, size in sizes.items():
+        if size <= k:
+            raise ValueError(f"{name} = {size} is too few images per class for the image-set quality's k = {k} "
+                             f"neighbours: use at least {k + 1}, or set evaluation.quality_k to 0")  # fmt: skip
 
 
 def max_queries(config: BenchmarkConfig) -> int:
@@ -74,12 +103,14 @@ def check_benchmark(config: BenchmarkConfig) -> None:
 
     Raises:
         FileNotFoundError: the dataset folder, or a weights file, does not exist.
-        ValueError: the split has fewer than N classes, a class fewer than K + Q images, real_pool has no spare
-            images, a model name is unknown.
+        ValueError: the split has fewer than N classes, a class fewer than K + Q images, real_pool or the image-set
+            quality has too few spare images, an image set is too small for the quality's k, base_pool asks for more
+            base images than there are, a model name is unknown.
         BackboneNotFoundError: the diffusion checkpoint is not available offline.
         StoreAccessError: the store cannot be reached or written.
     """
     _check_episodes(config)
+    _check_quality(config)
     base_needed = config.teacher.pretrain is not None or config.student.pretrain is not None
     if (base_needed or config.teacher.centre_on_base) and not split_counts(config, "base"):
         raise ValueError("pre-training needs a base split, and the dataset's is empty")

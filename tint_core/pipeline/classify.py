@@ -1,8 +1,8 @@
-"""Classifier steps: prepare a backbone on the base classes, score the teacher, label unlabelled images, distil a
-student, evaluate it.
+"""Classifier steps: prepare a backbone on the base classes, score the teacher, label unlabelled images, measure how
+they compare with real ones, distil a student, evaluate it.
 
-Unlabelled images come either from generated image sets (one artifact per class, its label the class's position in
-the episode) or from the episode's real pool (unused images of its classes, read from the dataset).
+Every method's student trains under one budget (``StudentSetup.training``); the methods differ only in the
+unlabelled images they add (``tint_core.pipeline.unlabelled``).
 """
 
 from __future__ import annotations
@@ -14,26 +14,28 @@ import pyarrow as pa
 import torch
 
 from tint_core.evaluation.accuracy import episode_accuracy
+from tint_core.evaluation.quality import NO_CLASS, episode_quality
 from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
 from tint_core.fewshot.distill import train_student
 from tint_core.fewshot.pretrain import PretrainConfig, pretrain_on_base
 from tint_core.fewshot.run import adapt_teacher
 from tint_core.fewshot.student import Student, student_description, student_from_state
 from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
-from tint_core.images import resize
-from tint_core.pipeline.config import StudentSetup, TeacherSetup, generator_method
-from tint_core.pipeline.data import EpisodeData, load_episode, open_dataset, real_pool
+from tint_core.pipeline.config import StudentSetup, TeacherSetup
+from tint_core.pipeline.data import EpisodeData, load_episode, open_dataset
 from tint_core.pipeline.resources import MODELS, config_identity, open_store, weights_file, weights_identity
 from tint_core.pipeline.step import Output, Step
+from tint_core.pipeline.unlabelled import load_unlabelled, source_inputs
 from tint_core.store import ArtifactRef, ArtifactStore
 
 logger = logging.getLogger("tint_core.pipeline")
 
 BACKBONE = Step("backbone", 1)
 TEACHER_SCORE = Step("teacher_score", 1)
-LABEL = Step("label", 1)
-DISTILL = Step("distill", 1)
+LABEL = Step("label", 2)  # 2: any method's images (pools as artifacts), no agreement for images of no class
+DISTILL = Step("distill", 2)  # 2: one budget of steps for every method
 EVALUATE = Step("evaluate", 1)
+QUALITY = Step("quality", 1)
 
 
 def _backbone_params(backbone: BackboneConfig) -> dict[str, object]:
@@ -154,100 +156,98 @@ def score_teacher(store: str, episode: ArtifactRef, teacher: TeacherSetup, prepa
 # 3. unlabelled images and their soft labels -------------------------------------------------------------------------
 
 
-def _flat(images: Sequence[Sequence[ArtifactRef]] | None) -> list[ArtifactRef]:
-    return [ref for unit in images or [] for ref in unit]
-
-
-def _source_inputs(method: str, images: Sequence[Sequence[ArtifactRef]] | None,
-                   dataset: ArtifactRef | None) -> dict[str, object]:  # fmt: skip
-    """Input digests of a method's unlabelled images, with a check that the method got the source it needs."""
-    if generator_method(method):
-        if not images or dataset is not None:
-            raise ValueError(f"method {method!r} takes generated image sets, not a dataset pool")
-        return {f"images{index}": ref for index, ref in enumerate(_flat(images))}
-    if method == "real_pool":
-        if images or dataset is None:
-            raise ValueError("method 'real_pool' takes the dataset (its spare images), not generated images")
-        return {"dataset": dataset}
-    if images or dataset is not None:
-        raise ValueError(f"method {method!r} uses no unlabelled images")
-    return {}
-
-
-def unlabelled_images(store: ArtifactStore, episode: EpisodeData, images: Sequence[Sequence[ArtifactRef]] | None,
-                      dataset: ArtifactRef | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """A method's unlabelled images (M, 3, H, W) and each one's intended class (M,) in the episode.
-
-    Generated images come back at the episode's image size (or the supports' size); the pool is loaded like the
-    supports.
-    """
-    if dataset is not None:
-        paths, labels = real_pool(store, dataset, episode)
-        return episode.load(paths), labels
-    batches, labels = [], []
-    size = episode.image_size
-    for ref in _flat(images):
-        artifact = store.get(ref)
-        name = artifact["meta"]["class_name"]
-        if name not in episode.class_names:
-            raise ValueError(f"image set {ref.key[:12]} is of class {name!r}, not a class of this episode")
-        tensors = artifact["images"].tensors()
-        batch = torch.stack([resize(image, size) for image in tensors]) if size else torch.stack(tensors)
-        batches.append(batch)
-        labels += [episode.class_names.index(name)] * len(batch)
-    if sorted(set(labels)) != list(range(len(episode.classes))):
-        raise ValueError("the image sets do not cover every class of the episode exactly")
-    return torch.cat(batches), torch.tensor(labels, dtype=torch.long)
-
-
 def _label_output(episode: ArtifactRef, method: str, images: Sequence[Sequence[ArtifactRef]] | None,
-                  dataset: ArtifactRef | None, teacher: TeacherSetup, prepared: ArtifactRef | None) -> Output:  # fmt: skip
-    inputs = {"episode": episode, **_prepared_inputs(prepared), **_source_inputs(method, images, dataset)}
+                  teacher: TeacherSetup, prepared: ArtifactRef | None) -> Output:  # fmt: skip
+    inputs = {"episode": episode, **_prepared_inputs(prepared), **source_inputs(method, images)}
     return LABEL.output({"method": method, "teacher": _teacher_params(teacher, prepared)}, inputs)
 
 
 def label_keys(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-               dataset: ArtifactRef | None, teacher: TeacherSetup, prepared: ArtifactRef | None) -> list[str]:  # fmt: skip
+               teacher: TeacherSetup, prepared: ArtifactRef | None) -> list[str]:  # fmt: skip
     """Key of the teacher's soft labels for one method's unlabelled images of one episode."""
-    return [_label_output(episode, method, images, dataset, teacher, prepared).key]
+    return [_label_output(episode, method, images, teacher, prepared).key]
 
 
 def label_images(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-                 dataset: ArtifactRef | None, teacher: TeacherSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
+                 teacher: TeacherSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
     """The adapted teacher's logits for every unlabelled image.
 
     Args:
-        images: the generated image sets, per unit (for tint / ti_only); None for real_pool.
-        dataset: the dataset index (for real_pool); None otherwise.
+        images: the method's image sets or pool, per unit (``tint_core.pipeline.unlabelled``).
         prepared: the teacher's prepared backbone (pre-trained weights and/or centre), if any.
 
     Returns:
         A reference to an artifact with parts ``labels`` (table: intended class, logits) and ``summary`` (JSON:
-        images, τ, fraction of images the teacher assigns to their intended class, overall and per class).
+        images, τ, fraction of images the teacher assigns to their intended class, overall and per class; None for
+        images made for no class).
     """
     opened = open_store(store)
 
     def compute() -> dict[str, object]:
         data = load_episode(opened, episode)
-        unlabelled, intended = unlabelled_images(opened, data, images, dataset)
+        unlabelled, intended = load_unlabelled(opened, data, images)
         logits = _teacher(opened, teacher.model, prepared, data).soft_labels(unlabelled, teacher.model.batch_size)
         agree = logits.argmax(1) == intended
+        meant = intended != NO_CLASS
         per_class = {name: float(agree[intended == label].float().mean())
-                     for label, name in enumerate(data.class_names)}  # fmt: skip
+                     for label, name in enumerate(data.class_names) if bool((intended == label).any())}  # fmt: skip
         table = pa.table({"intended": intended.tolist(), "logits": logits.tolist()})
-        summary = {"images": len(intended), "scale": teacher.model.scale, "agreement": float(agree.float().mean()),
+        summary = {"images": len(intended), "scale": teacher.model.scale,
+                   "agreement": float(agree[meant].float().mean()) if bool(meant.any()) else None,
                    "agreement_per_class": per_class}  # fmt: skip
         return {"labels": table, "summary": summary}
 
-    return _label_output(episode, method, images, dataset, teacher, prepared).ensure(opened, compute)
+    return _label_output(episode, method, images, teacher, prepared).ensure(opened, compute)
 
 
-# 4. the student --------------------------------------------------------------------------------------------------
+# 4. how the unlabelled images compare with real ones --------------------------------------------------------------
+
+
+def _quality_output(episode: ArtifactRef, method: str, images: Sequence[Sequence[ArtifactRef]],
+                    reference: Sequence[ArtifactRef], teacher: TeacherSetup, prepared: ArtifactRef | None,
+                    k: int) -> Output:  # fmt: skip
+    inputs = {"episode": episode, **{f"reference{index}": ref for index, ref in enumerate(reference)},
+              **_prepared_inputs(prepared), **source_inputs(method, images)}  # fmt: skip
+    return QUALITY.output({"k": k, "teacher": _teacher_params(teacher, prepared)}, inputs)
+
+
+def quality_keys(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]],
+                 reference: list[ArtifactRef], teacher: TeacherSetup, prepared: ArtifactRef | None,
+                 k: int) -> list[str]:  # fmt: skip
+    """Key of the precision and recall of one method's unlabelled images on one episode."""
+    return [_quality_output(episode, method, images, reference, teacher, prepared, k).key]
+
+
+def measure_quality(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]],
+                    reference: list[ArtifactRef], teacher: TeacherSetup, prepared: ArtifactRef | None,
+                    k: int) -> ArtifactRef:  # fmt: skip
+    """Precision and recall (k-NN manifolds, ``tint_core.evaluation.quality``) of a method's unlabelled images
+    against ``reference``, the episode classes' unused real images (the episode's real pool, as ``draw_pool``
+    returns it), in the teacher's feature space (centred and normalised as the teacher compares images).
+
+    Returns:
+        A reference to an artifact with part ``quality`` (JSON: ``SetQuality``).
+    """
+    opened = open_store(store)
+
+    def compute() -> dict[str, object]:
+        data = load_episode(opened, episode)
+        model = _teacher(opened, teacher.model, prepared, data)
+        real, real_labels = load_unlabelled(opened, data, [reference])
+        made, intended = load_unlabelled(opened, data, images)
+        features = model.features(torch.cat([real, made]), teacher.model.batch_size)  # (n + m, D)
+        quality = episode_quality(features[: len(real)], real_labels, features[len(real) :], intended,
+                                  data.class_names, k)  # fmt: skip
+        return {"quality": quality.model_dump()}
+
+    return _quality_output(episode, method, images, reference, teacher, prepared, k).ensure(opened, compute)
+
+
+# 5. the student --------------------------------------------------------------------------------------------------
 
 
 def _distill_output(episode: ArtifactRef, method: str, images: Sequence[Sequence[ArtifactRef]] | None,
-                    labels: ArtifactRef | None, dataset: ArtifactRef | None, student: StudentSetup,
-                    prepared: ArtifactRef | None) -> Output:  # fmt: skip
+                    labels: ArtifactRef | None, student: StudentSetup, prepared: ArtifactRef | None) -> Output:  # fmt: skip
     if (labels is None) != (method == "supports_only"):
         raise ValueError(f"method {method!r}: soft labels are {'not ' if labels is None else ''}given, but "
                          f"{'every method but supports_only needs' if labels is None else 'supports_only takes'} them")  # fmt: skip
@@ -255,29 +255,29 @@ def _distill_output(episode: ArtifactRef, method: str, images: Sequence[Sequence
     params = {
         "method": method, "head_scale": student.model.head_scale,
         "backbone": _backbone_params(backbone) if prepared is None else backbone.model_dump(exclude={"weights"}),
-        "training": student.supports_only if method == "supports_only" else student.distill,
+        "training": student.training,
     }  # fmt: skip
-    inputs = {"episode": episode, **_prepared_inputs(prepared), **_source_inputs(method, images, dataset)}
+    inputs = {"episode": episode, **_prepared_inputs(prepared), **source_inputs(method, images)}
     if labels is not None:
         inputs["labels"] = labels
     return DISTILL.output(params, inputs)
 
 
 def distill_keys(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-                 labels: ArtifactRef | None, dataset: ArtifactRef | None, student: StudentSetup,
-                 prepared: ArtifactRef | None) -> list[str]:  # fmt: skip
+                 labels: ArtifactRef | None, student: StudentSetup, prepared: ArtifactRef | None) -> list[str]:  # fmt: skip
     """Key of one method's student on one episode."""
-    return [_distill_output(episode, method, images, labels, dataset, student, prepared).key]
+    return [_distill_output(episode, method, images, labels, student, prepared).key]
 
 
 def distill_student(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
-                    labels: ArtifactRef | None, dataset: ArtifactRef | None, student: StudentSetup,
-                    prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
-    """Train the student on the supports plus, except for supports_only, the unlabelled images and their soft labels.
+                    labels: ArtifactRef | None, student: StudentSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
+    """Train the student for ``student.training.steps`` steps on the supports plus, except for supports_only, the
+    unlabelled images and their soft labels.
 
     Returns:
         A reference to an artifact with parts ``weights`` (the student's state dict), ``model`` (JSON: timm name and
-        kwargs, input size, head scale, class names; see ``student_description``) and ``curves``.
+        kwargs, input size, head scale, class names; see ``student_description``) and ``curves`` (JSON: per-step
+        losses and the optimiser steps taken, see ``TrainingCurves``).
     """
     opened = open_store(store)
 
@@ -286,24 +286,25 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
         supports, support_labels = data.supports()
         backbone, _ = _backbone_from(opened, student.model.backbone, prepared)
         config = student.model.updated(backbone=backbone)
-        if labels is None:
-            model, curves = train_student(config, supports, support_labels, student.supports_only)
-        else:
-            unlabelled, _ = unlabelled_images(opened, data, images, dataset)
-            table = opened.get(labels)["labels"]
-            logits = torch.tensor(table.column("logits").to_pylist(), dtype=torch.float32)
-            model, curves = train_student(config, supports, support_labels, student.distill, unlabelled, logits)
+        unlabelled = logits = None
+        if labels is not None:
+            unlabelled, _ = load_unlabelled(opened, data, images)
+            logits = torch.tensor(opened.get(labels)["labels"].column("logits").to_pylist(), dtype=torch.float32)
+        model, curves = train_student(config, supports, support_labels, student.training, unlabelled, logits)
         weights = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
         return {"weights": weights, "model": student_description(model, config, data.class_names),
                 "curves": curves.model_dump()}  # fmt: skip
 
-    return _distill_output(episode, method, images, labels, dataset, student, prepared).ensure(opened, compute)
+    return _distill_output(episode, method, images, labels, student, prepared).ensure(opened, compute)
 
 
 def load_distilled(store: ArtifactStore, ref: ArtifactRef) -> Student:
     """The student stored under ``ref``, ready for inference."""
     artifact = store.get(ref)
     return student_from_state(artifact["weights"], artifact["model"])
+
+
+# 6. its score ------------------------------------------------------------------------------------------------------
 
 
 def _evaluate_output(episode: ArtifactRef, student: ArtifactRef) -> Output:

@@ -16,13 +16,15 @@ from tint_core.diffusion.config import DigitsBackboneConfig, GenerationConfig, S
 from tint_core.evaluation.planner import CostModel
 from tint_core.fewshot.distill import DistillConfig
 from tint_core.fewshot.pretrain import PretrainConfig
+from tint_core.fewshot.strong_augment import StrongAugmentConfig
 from tint_core.fewshot.student import StudentConfig
 from tint_core.fewshot.teacher import TeacherConfig
 from tint_core.store import ArtifactRef
 
-METHODS: tuple[str, ...] = ("supports_only", "ti_only", "tint", "real_pool")
+METHODS: tuple[str, ...] = ("supports_only", "augmented_supports", "base_pool", "ti_only", "tint", "real_pool")
 # tint with its own α: tint@0.5 (a fixed α in [0, 1]) or tint@random (α ~ U[0, 1] per image)
 _TINT_VARIANT = re.compile(r"tint@(random|0(\.\d+)?|1(\.0*)?)")
+POOLS = ("real_pool", "base_pool")  # methods whose unlabelled images are real images of the dataset
 DIGITS = "digits"
 
 
@@ -58,7 +60,7 @@ def method_generation(method: str, generation: GenerationConfig) -> GenerationCo
 
 
 def method_order(method: str) -> tuple[int, str]:
-    """Sort key of methods in tables: supports_only, ti_only, tint and its variants, real_pool."""
+    """Sort key of methods in tables: supports_only, the controls, ti_only, tint and its variants, real_pool."""
     return METHODS.index(method_kind(method)), method
 
 
@@ -122,18 +124,52 @@ class TeacherSetup(TintConfig):
 
 
 class StudentSetup(TintConfig):
-    """The tiny student, its base-class pre-training and the two ways it is trained on an episode."""
+    """The tiny student, its base-class pre-training, and how every method's student is trained on an episode."""
 
     model: StudentConfig = Field(default_factory=StudentConfig, description="Architecture and initial weights.")
     pretrain: PretrainConfig | None = Field(
         default_factory=PretrainConfig,
         description="Pre-train the backbone on the dataset's base split first (None: use model.backbone.weights).",
     )
-    distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on unlabelled images.")
-    supports_only: DistillConfig = Field(
-        default_factory=lambda: DistillConfig(epochs=50),
-        description="The supports-only baseline: the same loop on the supports alone (epochs = steps).",
+    training: DistillConfig = Field(
+        default_factory=DistillConfig,
+        description="One budget for every method: the same steps, optimiser, schedule and augmentation, the supports "
+        "in every batch; methods with unlabelled images add a batch of them, distilled from the teacher's labels.",
     )
+
+
+class AugmentedSupportsConfig(TintConfig):
+    """The augmented_supports control: M strongly augmented copies of each class's supports, labelled by the teacher
+    like a generated set. It answers: does diffusion beat cheap augmentation?"""
+
+    images_per_class: int | None = Field(
+        None, ge=1, le=100_000,
+        description="M: copies per class, cycling through its supports (None: as many as each generating method "
+        "makes, generator.generation.images_per_class).",
+    )  # fmt: skip
+    transforms: StrongAugmentConfig = Field(default_factory=StrongAugmentConfig, description="Transforms per copy.")
+    seed: int = Field(0, description="Root seed (each class derives its own from its supports).")
+
+
+class BasePoolConfig(TintConfig):
+    """The base_pool control: real images of the base classes, labelled by the teacher. It answers: is
+    class-specific data needed at all?"""
+
+    images_per_class: int | None = Field(
+        None, ge=1, le=100_000,
+        description="M: base images per class of the episode (M·N in all, drawn without replacement); None: as many "
+        "as each generating method makes, generator.generation.images_per_class.",
+    )  # fmt: skip
+    seed: int = Field(0, description="Root seed (each episode derives its own draw).")
+
+
+class ControlsConfig(TintConfig):
+    """The cheap controls, scored like every method when named in methods."""
+
+    augmented_supports: AugmentedSupportsConfig = Field(
+        default_factory=AugmentedSupportsConfig, description="Augmented copies of the supports."
+    )
+    base_pool: BasePoolConfig = Field(default_factory=BasePoolConfig, description="Real images of the base classes.")
 
 
 class ExecutionConfig(TintConfig):
@@ -175,6 +211,15 @@ class EvaluationConfig(TintConfig):
         description="Half width of the 95% interval the planner proposes (E, Q) for (0.01 = ±1 point).",
     )
     cost: CostModel = Field(default_factory=CostModel, description="Relative cost of an episode and of a query.")
+    quality_k: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="k of the k-nearest-neighbour manifolds (Kynkäänniemi et al., 2019) by which each method's "
+        "unlabelled images are scored against the episode classes' unused real images, in the teacher's feature "
+        "space: precision (how many fall on the real images' manifold) and recall (how much of it they cover); "
+        "0 skips the measurement.",
+    )
 
 
 class BenchmarkConfig(TintConfig):
@@ -191,10 +236,11 @@ class BenchmarkConfig(TintConfig):
     student: StudentSetup = Field(default_factory=StudentSetup, description="Tiny student.")
     methods: list[Method] = Field(
         default_factory=lambda: list(METHODS),
-        description="Compared on the same episodes: supports_only, ti_only (textual inversion only), tint (α of "
-        "generator.generation), tint@<α> (e.g. tint@0.5), tint@random (α ~ U[0, 1] per image), real_pool (the "
-        "classes' unused real images, where the split has spare ones).",
+        description="Compared on the same episodes: supports_only, augmented_supports and base_pool (the controls), "
+        "ti_only (textual inversion only), tint (α of generator.generation), tint@<α> (e.g. tint@0.5), tint@random "
+        "(α ~ U[0, 1] per image), real_pool (the classes' unused real images, where the split has spare ones).",
     )
+    controls: ControlsConfig = Field(default_factory=ControlsConfig, description="The cheap controls' settings.")
     unit: Literal["episode", "class"] = Field(
         "episode",
         description="What one specialisation task covers: an episode's classes batched on one device, "
@@ -215,6 +261,16 @@ class BenchmarkConfig(TintConfig):
     def needs_generator(self) -> bool:
         """Whether any method uses synthetic images (otherwise nothing is specialised)."""
         return any(generator_method(method) for method in self.methods)
+
+    @property
+    def measures_quality(self) -> bool:
+        """Whether image-set quality is measured: k > 0 and some method has unlabelled images."""
+        return self.evaluation.quality_k > 0 and any(method != "supports_only" for method in self.methods)
+
+    def control_images(self, method: str) -> int:
+        """M of a control (augmented_supports or base_pool): its own setting, else the generating methods' M."""
+        control = {"augmented_supports": self.controls.augmented_supports, "base_pool": self.controls.base_pool}[method]
+        return control.images_per_class or self.generator.generation.images_per_class
 
 
 class DistillAppConfig(TintConfig):

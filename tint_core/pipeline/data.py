@@ -284,13 +284,18 @@ def sample_episode(store: str, dataset: ArtifactRef, episodes: EpisodeConfig, ep
     return _episode_output(dataset, episodes, episode_id, image_size).ensure(opened, compute)
 
 
+def _root_prefix(episode: EpisodeData) -> str:
+    """What a dataset path starts with before its root-relative part."""
+    _, root = fsspec.core.url_to_fs(episode.root)
+    return root.rstrip("/") + "/"
+
+
 def real_pool(store: ArtifactStore, dataset: ArtifactRef, episode: EpisodeData) -> tuple[list[str], torch.Tensor]:
     """The episode's classes' images that are neither supports nor queries: root-relative paths and labels."""
     if episode.split is None:
         raise ValueError("a folder of supports has no pool of spare images")
     data = open_dataset(store, dataset)
-    _, root = fsspec.core.url_to_fs(episode.root)
-    prefix = root.rstrip("/") + "/"
+    prefix = _root_prefix(episode)
     used = {image.path for entry in episode.classes for image in (*entry.supports, *entry.queries)}
     paths, labels = [], []
     for label, name in enumerate(episode.class_names):
@@ -299,6 +304,19 @@ def real_pool(store: ArtifactStore, dataset: ArtifactRef, episode: EpisodeData) 
                 paths.append(path.removeprefix(prefix))
                 labels.append(label)
     return paths, torch.tensor(labels, dtype=torch.long)
+
+
+def base_pool(store: ArtifactStore, dataset: ArtifactRef, episode: EpisodeData, count: int, seed: int) -> list[str]:
+    """``count`` root-relative paths of base-class images, drawn without replacement under ``seed``, sorted."""
+    data = open_dataset(store, dataset)
+    if "base" not in data.splits:
+        raise ValueError(f"method 'base_pool' needs a base split; the dataset has {list(data.splits)}")
+    paths = [path for name in data.classes("base") for path in data.paths("base", name)]
+    if count > len(paths):
+        raise ValueError(f"base_pool asks for {count} images, but the base split has {len(paths)}")
+    chosen = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:count]
+    prefix = _root_prefix(episode)
+    return [paths[index].removeprefix(prefix) for index in sorted(chosen.tolist())]
 
 
 # 3. a folder of supports (the application) ------------------------------------------------------------------------

@@ -40,8 +40,8 @@ def history_rows(summary: BenchmarkSummary, results: ArtifactRef, run_id: str, r
              "gain": None, "gain_half_width": None}]  # fmt: skip
     for method, result in summary.ordered():
         rows.append({"method": method, "accuracy": result.accuracy.mean, "half_width": result.accuracy.half_width,
-                     "gain": result.gain.mean if result.gain else None,
-                     "gain_half_width": result.gain.half_width if result.gain else None})  # fmt: skip
+                     "gain": gain.mean if (gain := result.gain_over("supports_only")) else None,
+                     "gain_half_width": gain.half_width if gain else None})  # fmt: skip
     for row in rows:
         row |= {"time": when, "run_id": run_id, "run_name": run_name, "episodes": summary.episodes,
                 "results_key": results.key}  # fmt: skip

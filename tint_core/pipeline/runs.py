@@ -43,8 +43,16 @@ class RunRecord(BaseModel):
     episodes: dict[str, ArtifactRef]
     backbones: dict[str, ArtifactRef] = Field(default_factory=dict, description="teacher/student → prepared backbone")
     units: list[UnitRecord]
+    controls: dict[str, dict[str, list[ArtifactRef]]] = Field(
+        default_factory=dict,
+        description="episode → method → its images that are not generated: augmented supports (one image set per "
+        "class) or a pool of real images (the real pool is also the reference of the images' quality)",
+    )
     teacher_scores: dict[str, ArtifactRef]
     labels: dict[str, dict[str, ArtifactRef]] = Field(description="episode → method → soft labels")
+    quality: dict[str, dict[str, ArtifactRef]] = Field(
+        default_factory=dict, description="episode → method → precision and recall of its images"
+    )
     students: dict[str, dict[str, ArtifactRef]] = Field(description="episode → method → distilled student")
     scores: dict[str, dict[str, ArtifactRef]] = Field(description="episode → method → the student's score")
     results: ArtifactRef

@@ -47,6 +47,7 @@ class RunReport:
     strips: list[tuple[str, bytes]] = field(default_factory=list)  # (class name, PNG) for the first episode
     psnr: dict[str, list[float]] = field(default_factory=dict)  # class → each support's reconstruction PSNR (dB)
     curves: bytes | None = None
+    quality: bytes | None = None  # precision–recall scatter, one point per method
     stage_times: list[StageTime] = field(default_factory=list)
     unit_times: list[UnitTime] = field(default_factory=list)
     times: bytes | None = None
@@ -64,8 +65,11 @@ def _refs_by_stage(record: RunRecord) -> Iterator[ArtifactRef]:
     for unit in record.units:
         for refs in unit.images.values():
             yield from refs
+    for by_method in record.controls.values():
+        for refs in by_method.values():
+            yield from refs
     yield from record.teacher_scores.values()
-    for table in (record.labels, record.students, record.scores):
+    for table in (record.labels, record.quality, record.students, record.scores):
         for by_method in table.values():
             yield from by_method.values()
     yield record.results
@@ -96,6 +100,8 @@ def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, by
     if not units:
         return [], {}
     episode = load_episode(store, record.episodes[first])
+    augmented = {store.get(ref)["meta"]["class_name"]: ref
+                 for ref in record.controls.get(first, {}).get("augmented_supports", [])}  # fmt: skip
     strips, psnr = [], {}
     for unit in units:
         for position, (index, spec_ref) in enumerate(zip(unit.classes, unit.specializations, strict=True)):
@@ -107,6 +113,12 @@ def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, by
                 recon = specialization["reconstructions"]
                 psnr[name] = [float(value) for value in recon.metadata.column("psnr").to_pylist()]
                 rows.append(("null-text\nreconstruction", recon.tensors(), [f"{v:.1f} dB" for v in psnr[name]]))
+            if name in augmented:
+                copies = store.get(augmented[name])["images"]
+                sources = copies.metadata.column("support").to_pylist()
+                shown = range(min(SAMPLES_SHOWN, len(copies)))
+                rows.append(("augmented\nsupports", [copies.tensor(i) for i in shown],
+                             [f"of support {sources[i]}" for i in shown]))  # fmt: skip
             for method, refs in unit.images.items():
                 generated = store.get(refs[position])["images"]
                 alphas = generated.metadata.column("alpha").to_pylist()
@@ -116,8 +128,15 @@ def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, by
     return strips, psnr
 
 
+def _quality(summary: BenchmarkSummary) -> bytes | None:
+    """Precision against recall of each method's images (mean ± 95% interval over episodes)."""
+    points = {method: (result.precision, result.recall) for method, result in summary.ordered()
+              if result.precision is not None and result.recall is not None}  # fmt: skip
+    return figures.precision_recall(points) if points else None
+
+
 def _curves(store: ArtifactStore, record: RunRecord) -> bytes | None:
-    """Each method's distillation curves, averaged over the episodes."""
+    """Each method's training curves (per step), averaged over the episodes."""
     by_method: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for by_student in record.students.values():
         for method, ref in by_student.items():
@@ -152,6 +171,7 @@ def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
     report = RunReport(record=record, summary=summary)
     report.strips, report.psnr = _strips(store, record)
     report.curves = _curves(store, record)
+    report.quality = _quality(summary)
     report.stage_times, report.unit_times = _timings(store, record)
     report.times = figures.stage_times({stage.stage: stage.seconds for stage in report.stage_times})
     if with_history:

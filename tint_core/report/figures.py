@@ -9,6 +9,8 @@ from datetime import datetime
 import torch
 from matplotlib.figure import Figure
 
+from tint_core.evaluation.accuracy import AccuracySummary
+
 DPI = 100
 COLOURS = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
 
@@ -50,7 +52,8 @@ def class_strip(name: str, rows: Sequence[tuple[str, Sequence[torch.Tensor], Seq
 
 
 def curves(curves_by_method: Mapping[str, Mapping[str, Sequence[float]]]) -> bytes:
-    """Training curves: one panel per metric (support loss, KD loss, …), one line per method (mean over episodes)."""
+    """Training curves per step: one panel per metric (support loss, KD loss, …), one line per method (mean over
+    episodes)."""
     metrics = sorted({metric for by_metric in curves_by_method.values() for metric in by_metric})
     figure = Figure(figsize=(4.2 * len(metrics), 3.0))
     panels = figure.subplots(1, len(metrics), squeeze=False)[0]
@@ -58,12 +61,28 @@ def curves(curves_by_method: Mapping[str, Mapping[str, Sequence[float]]]) -> byt
         for index, (method, by_metric) in enumerate(curves_by_method.items()):
             values = by_metric.get(metric)
             if values:
-                axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=method,
+                axes.plot(range(1, len(values) + 1), values, linewidth=1, label=method,
                           color=COLOURS[index % len(COLOURS)])  # fmt: skip
         axes.set_title(metric.replace("_", " "), fontsize=9)
-        axes.set_xlabel("epoch")
+        axes.set_xlabel("step")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
+    return png(figure)
+
+
+def precision_recall(points: Mapping[str, tuple[AccuracySummary, AccuracySummary]]) -> bytes:
+    """One point per method: the precision and recall of its images (mean over episodes, 95% intervals as bars)."""
+    figure = Figure(figsize=(5.2, 4.2))
+    axes = figure.subplots()
+    for index, (method, (precision, recall)) in enumerate(points.items()):
+        axes.errorbar(recall.mean, precision.mean, xerr=recall.half_width, yerr=precision.half_width, marker="o",
+                      markersize=6, capsize=3, label=method, color=COLOURS[index % len(COLOURS)])  # fmt: skip
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("recall: real images covered (diversity)")
+    axes.set_ylabel("precision: images on the real manifold (specificity)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return png(figure)
 
 

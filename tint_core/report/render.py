@@ -6,7 +6,7 @@ import base64
 import html
 
 from tint_core.pipeline.history import history_markdown
-from tint_core.pipeline.results import summary_markdown, summary_rows
+from tint_core.pipeline.results import summary_markdown, summary_rows, verdict
 from tint_core.report.data import RunReport
 
 STYLE = """
@@ -67,9 +67,10 @@ def to_html(report: RunReport) -> str:
          f"{summary.episodes} episodes · diffusion backbone {html.escape(source)} · series "
          f"{html.escape(record.series)} · store {html.escape(config.store)}</p>"),
         "<h2>Results</h2>",
-        (f"<p>Mean accuracy ± 95% interval over {summary.episodes} episodes; gains are paired per episode against "
-         "the supports-only student.</p>"),
+        (f"<p>Mean accuracy ± 95% interval over {summary.episodes} episodes; every student trained "
+         f"{config.student.training.steps} steps. Gains are paired per episode against each baseline.</p>"),
         _table(list(rows[0]), [list(row.values()) for row in rows], "results"),
+        f"<p>{html.escape(verdict(summary))}</p>" if verdict(summary) else "",
         "<h2>Variance and plan</h2>",
         (f"<p>Per-episode variance of each student's accuracy (between episodes, and the binomial part at Q = "
          f"{summary.n_query}), the planner's cheapest (E, Q) for ±{100 * summary.target_half_width:g} points on the "
@@ -86,9 +87,20 @@ def to_html(report: RunReport) -> str:
             parts.append(_table(["class", "reconstruction PSNR per support (dB)"],
                                 [[name, " ".join(f"{value:.1f}" for value in values)]
                                  for name, values in report.psnr.items()], "psnr"))  # fmt: skip
+    if report.quality:
+        k = config.evaluation.quality_k
+        parts += ["<h2>Image-set quality</h2>",
+                  (f"<p>Each method's unlabelled images against the unused real images of the episode's classes, in "
+                   f"the teacher's feature space (k-nearest-neighbour manifolds, k = {k}): precision is the share of "
+                   "images that fall on a real class's manifold (specific), recall the share of real images their own "
+                   "manifold covers (diverse). High precision with low recall: specific but not diverse; the "
+                   "reverse: diverse but off-class. Mean over episodes, bars: 95% intervals.</p>"),
+                  _image(report.quality, "precision against recall per method")]  # fmt: skip
     if report.curves:
-        parts += ["<h2>Distillation</h2>", "<p>Per-epoch losses of each method's student, averaged over episodes.</p>",
-                  _image(report.curves, "distillation curves")]  # fmt: skip
+        steps = config.student.training.steps
+        parts += ["<h2>Training</h2>",
+                  (f"<p>Every student trains for the same {steps} steps; per-step losses of each method's student, "
+                   "averaged over episodes.</p>"), _image(report.curves, "training curves")]  # fmt: skip
     parts += [
         "<h2>Time</h2>",
         ("<p>Compute time of the artifacts the run used, by stage; artifacts reused from earlier runs keep the time "
