@@ -39,13 +39,13 @@ def test_every_task_run_of_the_main_job_is_recorded_before_it_exits(tmp_path):
     result = run_main_job(tmp_path / "config.yaml", tmp_path / "home")
     assert result.returncode == 0, result.stderr[-3000:]
     total, cached = recorded(result.stdout)
-    assert total == 36 and cached == 0
+    assert total == 44 and cached == 0
     assert "| student: tint |" in result.stdout and "random weights" in result.stdout
     # The process is gone: read what its server wrote to the Prefect database.
     with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
         states = dict(db.execute("SELECT state_type, COUNT(*) FROM task_run GROUP BY state_type").fetchall())
         flows = db.execute("SELECT state_type FROM flow_run").fetchall()
-    assert states == {"COMPLETED": 36} and flows == [("COMPLETED",)]
+    assert states == {"COMPLETED": 44} and flows == [("COMPLETED",)]
     timings.append(f"main job in a fresh process: {result.stdout.splitlines()[-8:][0]}")
 
 
@@ -58,8 +58,8 @@ def test_the_flow_on_s3_shares_its_cache_with_a_fresh_prefect_home(prefect_serve
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     keys = [item["Key"] for page in pages for item in page["Contents"]]
     manifests = {key.split("/")[2] for key in keys if key.endswith("/manifest.json") and "/artifacts/" in key}
-    # 22 tasks, several of which write more than one artifact (a unit writes each of its classes)
-    assert manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 30
+    # 26 tasks, several of which write more than one artifact (a unit writes each of its classes)
+    assert manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 34
     assert any(f"{prefix}/prefect-records/" in key for key in keys)
     assert any(f"{prefix}/datasets/digits-16/novel/" in key for key in keys)
 

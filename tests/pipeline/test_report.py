@@ -47,7 +47,7 @@ def pilot(tmp_path_factory):
 def test_the_benchmark_command_records_the_run_with_its_overrides_and_a_report(pilot):
     root, result, record = pilot
     assert record.config.evaluation.target_half_width == 0.05  # the --set reached the flow
-    assert re.search(r"36 task runs recorded by Prefect \(0 cached\)", result.stdout)
+    assert re.search(r"44 task runs recorded by Prefect \(0 cached\)", result.stdout)
     location = re.search(r"report: (\S+\.html)", result.stdout).group(1)
     assert Path(location) == root / "store" / "logs" / "reports" / f"{record.run_id}.html"
     assert [len(unit.specializations) for unit in record.units] == [3, 3]  # 2 episodes, one 3-way unit each
@@ -86,8 +86,10 @@ def test_the_html_report_holds_the_results_table_and_valid_pictures(pilot):
     for picture in pictures:
         picture.verify()
     assert [picture.format for picture in pictures] == ["PNG"] * len(pictures)
-    # a strip per class of episode 0, the distillation curves, the time per stage, the history
-    assert len(pictures) == 3 + 1 + 1 + 1
+    # a strip per class of episode 0, the precision-recall scatter, the training curves, the time per stage, the
+    # history
+    assert len(pictures) == 3 + 1 + 1 + 1 + 1
+    assert "Image-set quality" in page and f"same {record.config.student.training.steps} steps" in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # opens offline
 
 
@@ -162,7 +164,7 @@ def test_a_rerun_is_recorded_too_and_its_report_shows_the_history(pilot):
     root, _, first = pilot
     result = runner.invoke(app, ["benchmark", str(root / "config.yaml"), "--set", "evaluation.target_half_width=0.05"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"36 task runs recorded by Prefect \(36 cached\)", result.stdout)
+    assert re.search(r"44 task runs recorded by Prefect \(44 cached\)", result.stdout)
     runs = list_runs(first.config.store)
     assert [run.run_id for run in runs][0] == first.run_id and len(runs) == 2
     second = runs[1]

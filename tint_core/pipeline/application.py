@@ -1,7 +1,8 @@
 """The application's last step: write the distilled student and a report into a plain folder.
 
 <output>/student.safetensors   the student (timm backbone tensors under ``extractor.backbone.*``, cosine head)
-<output>/student.json          timm name and kwargs, input size, head scale, class names, training curves
+<output>/student.json          timm name and kwargs, input size, head scale, class names, per-step training curves and
+                               the steps taken
 <output>/report.md             supports, their reconstruction quality, synthetic images, teacher agreement
 """
 
@@ -38,11 +39,13 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
     folder = Path(output).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     artifact = opened.get(student)
-    description, curves = artifact["model"], artifact["curves"]["curves"]
+    description, training = artifact["model"], artifact["curves"]
     temporary = folder / f".{STUDENT_FILE}.tmp"
     save_student_state(artifact["weights"], description, temporary)
     os.replace(temporary, folder / STUDENT_FILE)
-    _write_atomically(folder / "student.json", json.dumps({**description, "curves": curves}, indent=1))
+    curves = training["curves"]
+    _write_atomically(folder / "student.json", json.dumps({**description, "curves": curves,
+                                                          "steps": training["steps"]}, indent=1))  # fmt: skip
 
     summary = opened.get(labels)["summary"]
     specs = [load_specialization(opened, ref) for ref in specializations]
@@ -68,7 +71,7 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
             f"{summary['images']} synthetic images labelled by the teacher; it put "
             f"{100 * summary['agreement']:.0f}% in their intended class."
         ),
-        f"Distillation: {len(next(iter(curves.values())))} epochs, final {losses}.",
+        f"Distillation: {training['steps']} steps, final {losses}.",
     ]
     _write_atomically(folder / "report.md", "\n".join(lines) + "\n")
     return folder / STUDENT_FILE
