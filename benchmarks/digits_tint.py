@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -85,7 +86,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "results.json"
     results: dict = json.loads(saved.read_text()) if saved.exists() else {}  # other shots' results stay
-    results["backbone"] = backbone_figures(args.out)
+    # In a thread of its own that then ends: torch's thread team of a thread that computed and lives on would take
+    # the cores from the flow's device thread (tasks.runtime.on_device) for the rest of the run.
+    with ThreadPoolExecutor(max_workers=1) as once:
+        results["backbone"] = once.submit(backbone_figures, args.out).result()
     print(f"digits backbone: autoencoder PSNR on novel digits {results['backbone']['vae_psnr_novel_db']:.1f} dB; "
           f"{100 * results['backbone']['caption_recognition']:.1f}% of base-caption samples show their digit")  # fmt: skip
     for k_shot in args.shots:

@@ -2,7 +2,7 @@
 
     python docs/figures.py outputs/demo/store [RUN] [--classes 5 8]
 
-The class strips and the distillation curves are the report's own PNGs; the tables are a screenshot of the
+The class strips, the training curves and the precision-recall scatter are the report's own PNGs; the tables are a screenshot of the
 report's HTML in headless chromium (skipped, with a message, where chromium or playwright is missing).
 """
 
@@ -56,9 +56,10 @@ def main() -> None:
     for name in args.classes:
         (IMAGES / f"concepts-class-{name}.png").write_bytes(strips[name])
         print(f"wrote {IMAGES / f'concepts-class-{name}.png'}")
-    if report.curves:
-        (IMAGES / "concepts-curves.png").write_bytes(report.curves)
-        print(f"wrote {IMAGES / 'concepts-curves.png'}")
+    for name, picture in (("concepts-curves.png", report.curves), ("concepts-quality.png", report.quality)):
+        if picture:
+            (IMAGES / name).write_bytes(picture)
+            print(f"wrote {IMAGES / name}")
     _screenshot_tables(to_html(report), IMAGES / "report-tables.png")
 
 

@@ -13,7 +13,6 @@ from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef
 
 
-
 @task(name="prepare-backbone", cache_policy=StoredArtifacts(keys=classify.backbone_keys), **STEP_OPTIONS)
 def prepare_backbone(store: str, dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
                      centre: bool) -> ArtifactRef:  # fmt: skip

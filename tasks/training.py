@@ -11,7 +11,6 @@ from tint_core.pipeline.resources import open_store
 from tint_core.store import ArtifactRef
 
 
-
 @task(name="train-diffusion", cache_policy=StoredArtifacts(keys=training.diffusion_training_keys), **STEP_OPTIONS)
 def train_diffusion(store: str, dataset: ArtifactRef, training_config: DigitsBackboneConfig,
                     image_size: int) -> ArtifactRef:  # fmt: skip

@@ -24,7 +24,6 @@ from tint_core.store import ArtifactRef
 METHODS: tuple[str, ...] = ("supports_only", "augmented_supports", "base_pool", "ti_only", "tint", "real_pool")
 # tint with its own α: tint@0.5 (a fixed α in [0, 1]) or tint@random (α ~ U[0, 1] per image)
 _TINT_VARIANT = re.compile(r"tint@(random|0(\.\d+)?|1(\.0*)?)")
-POOLS = ("real_pool", "base_pool")  # methods whose unlabelled images are real images of the dataset
 DIGITS = "digits"
 
 

@@ -13,7 +13,6 @@ Every method but supports_only takes a list of artifacts, grouped per unit (``li
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -22,14 +21,12 @@ import torch
 from tint_core.evaluation.quality import NO_CLASS
 from tint_core.fewshot.strong_augment import augmented_copies
 from tint_core.images import resize
-from tint_core.pipeline.config import AugmentedSupportsConfig, method_kind
+from tint_core.pipeline.config import AugmentedSupportsConfig
 from tint_core.pipeline.data import EpisodeData, base_pool, load_episode, real_pool
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.step import Output, Step
 from tint_core.seeding import derive_seed
 from tint_core.store import ArtifactRef, ArtifactStore, ImageSet
-
-logger = logging.getLogger("tint_core.pipeline")
 
 AUGMENT = Step("augment_supports", 1)
 POOL = Step("pool", 1)
@@ -174,8 +171,3 @@ def load_unlabelled(store: ArtifactStore, episode: EpisodeData, images: Sequence
     if image_sets and sorted(set(intended)) != list(range(len(episode.classes))):
         raise ValueError("the image sets do not cover every class of the episode exactly")
     return torch.cat(batches), torch.tensor(intended, dtype=torch.long)
-
-
-def uses_pool(method: str) -> bool:
-    """Whether a method's unlabelled images are a pool of the dataset's real images."""
-    return method_kind(method) in POOL_METHODS

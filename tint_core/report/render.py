@@ -74,7 +74,7 @@ def to_html(report: RunReport) -> str:
         "<h2>Variance and plan</h2>",
         (f"<p>Per-episode variance of each student's accuracy (between episodes, and the binomial part at Q = "
          f"{summary.n_query}), the planner's cheapest (E, Q) for ±{100 * summary.target_half_width:g} points on the "
-         "accuracy, and the episodes needed for that interval on the paired gain.</p>"),
+         "accuracy, and the episodes needed for that interval on every paired gain.</p>"),
         _table(VARIANCE_HEADER, _variance_rows(report), "variance"),
     ]
     if report.strips:
