@@ -42,12 +42,12 @@ def api(cluster: Cluster):
 
 
 def on_workers(store: str) -> BenchmarkConfig:
-    """The small benchmark with its units on the GPU pool; 40 TI steps, so that a unit lasts long enough to be
-    interrupted."""
+    """The small benchmark with its units on the GPU pool; 80 TI steps, so that a unit's specialisations last long
+    enough to be interrupted."""
     config = small_config(store, execution=ExecutionConfig(fan_out="deployments"))
     specialization = config.generator.specialization
     return config.updated(generator=config.generator.updated(specialization=specialization.updated(
-        textual_inversion=specialization.textual_inversion.updated(steps=40))))  # fmt: skip
+        textual_inversion=specialization.textual_inversion.updated(steps=80))))  # fmt: skip
 
 
 def trigger(config: BenchmarkConfig) -> tuple[FlowRun, float]:
@@ -287,19 +287,24 @@ def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_ar
 
 
 def _kill_the_worker_of_a_running_unit(cluster: Cluster, timeout: float = 300.0) -> str:
-    """Wait for a specialize run to be Running with a heartbeat sent, then kill its worker and the run's process
-    (a node lost), and return the worker's name."""
+    """Wait for a unit to be computing a class specialisation (so its run has sent its first heartbeat and has work
+    left), then kill its worker and the run's process (a node lost), and return the worker's name.
+
+    Waiting for the computation rather than for a fixed time after the run starts keeps the kill inside the unit
+    however fast the machine: a unit that finished first is passed over for one still computing."""
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             running = [run for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
-                       if run.labels.get("prefect.work-pool.name") == "tint-gpu"]  # fmt: skip
-            if running and running[0].infrastructure_pid:
-                time.sleep(3)  # past the run's first heartbeat
-                name = running[0].labels["prefect.worker.name"]
-                os.kill(int(str(running[0].infrastructure_pid).rsplit(":", 1)[-1]), signal.SIGKILL)
-                os.killpg(os.getpgid(cluster.workers[name].pid), signal.SIGKILL)
-                return name
-            time.sleep(0.5)
-    raise TimeoutError("no specialize run started on the GPU pool")
+                       if run.labels.get("prefect.work-pool.name") == "tint-gpu" and run.infrastructure_pid]  # fmt: skip
+            for run in running:
+                if any(task.name.startswith("specialize") and task.state_type == StateType.RUNNING
+                       for task in read_task_runs(run.id)):  # fmt: skip
+                    time.sleep(1)  # the heartbeat event on its way to the server
+                    name = run.labels["prefect.worker.name"]
+                    os.kill(int(str(run.infrastructure_pid).rsplit(":", 1)[-1]), signal.SIGKILL)
+                    os.killpg(os.getpgid(cluster.workers[name].pid), signal.SIGKILL)
+                    return name
+            time.sleep(0.25)
+    raise TimeoutError("no unit on the GPU pool was seen computing a specialisation")
