@@ -33,7 +33,7 @@ from tint_core.data import write_digits_dataset
 from tint_core.diffusion import load_backbone
 from tint_core.diffusion.digits_backbone import autoencoder_psnr, caption_images
 from tint_core.fewshot import digits_recipe as recipe
-from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.fewshot.config import TeacherConfig
 from tint_core.pipeline.presets import digits_tint_config
 from tint_core.pipeline.results import summary_markdown
 

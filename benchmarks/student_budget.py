@@ -26,8 +26,8 @@ import torch
 
 from tint_core.data import EpisodeSampler, FewShotDataset, write_digits_dataset
 from tint_core.fewshot import digits_recipe as recipe
-from tint_core.fewshot.distill import DistillConfig, train_student
-from tint_core.fewshot.student import StudentConfig
+from tint_core.fewshot.config import DistillConfig, StudentConfig
+from tint_core.fewshot.distill import train_student
 
 CANDIDATES = (25, 50, 100, 200, 400, 800, 1600)
 TOLERANCE = 0.05  # nats of support cross-entropy above the longest budget's

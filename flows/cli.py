@@ -4,7 +4,7 @@
     tint demo [--store URL]                         the benchmark on the embedded demo defaults (the main job)
     tint distill SUPPORTS OUTPUT [--config YAML]    the application: a support folder → a distilled student
 
-Prefect is imported only when one of these runs, so the library's commands start fast.
+Prefect and the model code are imported only when one of these runs, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tint_core.cli import app, console, main, stdout, user_errors
-from tint_core.pipeline.checks import check_benchmark, check_distill_app
 from tint_core.pipeline.config import BenchmarkConfig, DistillAppConfig
 from tint_core.pipeline.presets import demo_config
 
@@ -105,6 +104,8 @@ def benchmark(
 ) -> None:
     """Run the benchmark flow: every method on the same seeded episodes, results with intervals, a report."""
     with user_errors():
+        from tint_core.pipeline.checks import check_benchmark
+
         settings = BenchmarkConfig.from_yaml(config).with_overrides(sets or [])
         check_benchmark(settings)  # before Prefect starts: a bad input costs a line, not a server start-up
         _run_benchmark(settings, verbose)
@@ -118,6 +119,8 @@ def demo(
 ) -> None:
     """The main job: the benchmark flow on its embedded defaults (digits, the built-in backbone, CPU)."""
     with user_errors():
+        from tint_core.pipeline.checks import check_benchmark
+
         settings = (demo_config(store) if store else demo_config()).with_overrides(sets or [])
         check_benchmark(settings)
         _run_benchmark(settings, verbose)
@@ -144,6 +147,8 @@ def distill(
         if (Path(settings.output) / "student.safetensors").exists() and not overwrite:
             raise FileExistsError(f"{settings.output} already holds a student: choose another folder or pass "
                                   "--overwrite")  # fmt: skip
+        from tint_core.pipeline.checks import check_distill_app
+
         check_distill_app(settings)
         from flows.console import quiet_terminal
         from flows.distill import DistillOutcome

@@ -6,8 +6,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
 from tasks.runtime import CPU, STEP_OPTIONS, on_device
-from tint_core.fewshot.backbones import BackboneConfig
-from tint_core.fewshot.pretrain import PretrainConfig
+from tint_core.fewshot.config import BackboneConfig, PretrainConfig
 from tint_core.pipeline import application, classify
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from tint_core.fewshot.distill import DistillConfig, train_student
-from tint_core.fewshot.student import Student, StudentConfig
+from tint_core.fewshot.config import DistillConfig, StudentConfig
+from tint_core.fewshot.distill import train_student
+from tint_core.fewshot.student import Student
 from tint_core.fewshot.training import TrainingCurves
 
 

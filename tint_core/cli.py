@@ -8,6 +8,7 @@
     tint report STORE [RUN]             render a recorded run's HTML report again
 
 ``flows.cli`` adds the commands that run flows (benchmark, distill, demo); the installed ``tint`` is that one.
+A command imports the model code it runs when it runs: ``--help`` and bad usage answer at once.
 Exit codes: 0 done; 1 bad input or environment (the message says which), a failed run, or a store that fails
 verification; 2 bad usage (unknown option, missing argument).
 """
@@ -27,13 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from tint_core.data.datasets import IMAGE_SUFFIXES
 from tint_core.diffusion.config import DEFAULT_MODEL_ID, BackboneConfig, GenerationConfig, SpecializationConfig
-from tint_core.evaluation import plan_evaluation
-from tint_core.images import ImageReadError, load_image, tensor_to_pil
-from tint_core.pipeline.results import BenchmarkSummary, episodes_for_half_width
 from tint_core.pipeline.runs import find_run
-from tint_core.report import write_report
 from tint_core.store import ArtifactStore, StoreError
 from tint_core.store.store import DEFAULT_GC_AGE
 
@@ -54,8 +50,8 @@ console = Console(stderr=True, markup=False)
 stdout = Console(markup=False)
 
 # Errors that mean "the input or the environment is wrong": the message is the whole story, no traceback. A missing
-# checkpoint (BackboneNotFoundError) is a FileNotFoundError.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageReadError, StoreError)
+# checkpoint (BackboneNotFoundError) is a FileNotFoundError, an unreadable image (ImageReadError) a ValueError.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, StoreError)
 
 
 @contextlib.contextmanager
@@ -86,6 +82,8 @@ def _progress() -> Iterator[ProgressFn]:
 
 def class_folders(root: Path) -> dict[str, list[Path]]:
     """Class name → its image files, for every subfolder of ``root`` (sorted; hidden files ignored)."""
+    from tint_core.data.datasets import IMAGE_SUFFIXES
+
     if not root.is_dir():
         raise FileNotFoundError(f"support folder {root} does not exist")
     classes = {}
@@ -139,6 +137,7 @@ def specialize(
     """Specialise the backbone to every class: textual inversion, DDIM and null-text inversion of its supports."""
     from tint_core.diffusion import load_backbone
     from tint_core.diffusion import specialize as specialize_classes
+    from tint_core.images import load_image
 
     with user_errors():
         settings = SpecializationConfig.from_yaml(config) if config else SpecializationConfig()
@@ -200,6 +199,7 @@ def generate(
 ) -> None:
     """Generate TINT images of every specialised class."""
     from tint_core.diffusion import generate_images, load_backbone
+    from tint_core.images import tensor_to_pil
 
     with user_errors():
         classes = load_specializations(specializations)
@@ -283,6 +283,9 @@ def plan(
     half_width: Annotated[float | None, typer.Option(min=0.0001, max=0.5, help=HALF_WIDTH_HELP)] = None,
 ) -> None:
     """Episodes E and queries Q that reach a target interval, from a pilot run's per-episode variance."""
+    from tint_core.evaluation.planner import plan_evaluation
+    from tint_core.pipeline.results import BenchmarkSummary, episodes_for_half_width
+
     with user_errors():
         record = find_run(existing_store(store), run)
         opened = ArtifactStore(store)
@@ -319,6 +322,8 @@ def report(
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Render a recorded benchmark run's report again, as one HTML file that opens offline."""
+    from tint_core.report import write_report
+
     with user_errors():
         record = find_run(existing_store(store), run)
         path = write_report(record, output or Path(f"tint-report-{record.run_id[:8]}.html"), overwrite)

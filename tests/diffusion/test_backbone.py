@@ -117,16 +117,3 @@ def test_backbone_config_fields_are_load_backbone_arguments():
     config = BackboneConfig(source="tiny", device="cpu", seed=3)
     backbone = load_backbone(**config.model_dump())
     assert backbone.identity == "tiny:seed=3" and backbone.dtype == torch.float32
-
-
-
-def test_the_package_exports_each_name_from_its_module_on_first_use():
-    import importlib
-
-    import tint_core.diffusion as package
-
-    for name in package.__all__:
-        home = importlib.import_module(f"tint_core.diffusion.{package._MODULE_OF[name]}")
-        assert getattr(package, name) is getattr(home, name), name
-    with pytest.raises(AttributeError, match="no attribute 'load_backbones'"):
-        package.load_backbones  # noqa: B018

@@ -17,7 +17,7 @@ from tint_core.diffusion.ddim import guided_denoise
 from tint_core.diffusion.digits_backbone import autoencoder_psnr, caption_images
 from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
 from tint_core.fewshot import digits_recipe as recipe
-from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.fewshot.config import TeacherConfig
 
 
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

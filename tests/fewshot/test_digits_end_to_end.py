@@ -33,11 +33,8 @@ def test_distillation_on_unlabelled_novel_images_lifts_the_student_above_support
 
 
 def test_one_episode_reports_every_score_and_the_teacher_matches_its_own_forward(digits):
-    from tint_core.fewshot.backbones import BackboneConfig
-    from tint_core.fewshot.distill import DistillConfig
-    from tint_core.fewshot.run import EpisodeRunConfig
-    from tint_core.fewshot.student import StudentConfig
-    from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
+    from tint_core.fewshot.config import BackboneConfig, DistillConfig, EpisodeRunConfig, StudentConfig, TeacherConfig
+    from tint_core.fewshot.teacher import PrototypeTeacher
 
     tiny = BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
     config = EpisodeRunConfig(

@@ -12,11 +12,9 @@ from tint_core.diffusion import (
     load_backbone,
     specialize,
 )
-from tint_core.fewshot.backbones import BackboneConfig
-from tint_core.fewshot.distill import DistillConfig
-from tint_core.fewshot.run import EpisodeRunConfig, run_episode
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
+from tint_core.fewshot.config import BackboneConfig, DistillConfig, EpisodeRunConfig, StudentConfig, TeacherConfig
+from tint_core.fewshot.run import run_episode
+from tint_core.fewshot.teacher import PrototypeTeacher
 
 
 @pytest.mark.parametrize("method", ["tint", "text_only"])

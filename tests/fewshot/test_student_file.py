@@ -5,8 +5,8 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from tint_core.fewshot.backbones import BackboneConfig
-from tint_core.fewshot.student import StudentConfig, create_student, load_student, save_student
+from tint_core.fewshot.config import BackboneConfig, StudentConfig
+from tint_core.fewshot.student import create_student, load_student, save_student
 
 CONFIG = StudentConfig(backbone=BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16}))
 

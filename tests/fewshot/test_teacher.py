@@ -6,7 +6,8 @@ from tint_core.data import EpisodeSampler
 from tint_core.evaluation import episode_accuracy, summarize
 from tint_core.fewshot import digits_recipe as recipe
 from tint_core.fewshot.backbones import FeatureExtractor, create_backbone
-from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig, class_prototypes
+from tint_core.fewshot.config import TeacherConfig
+from tint_core.fewshot.teacher import PrototypeTeacher, class_prototypes
 
 
 def _tiny_teacher(scale: float = 10.0) -> PrototypeTeacher:

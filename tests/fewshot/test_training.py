@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from tint_core.fewshot.augment import AugmentConfig, random_affine
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, create_backbone
-from tint_core.fewshot.distill import DistillConfig, distill, kd_loss, train_student
-from tint_core.fewshot.pretrain import PretrainConfig, dihedral_expand, pretrain_on_base
-from tint_core.fewshot.student import StudentConfig
+from tint_core.fewshot.augment import random_affine
+from tint_core.fewshot.backbones import FeatureExtractor, create_backbone
+from tint_core.fewshot.config import AugmentConfig, BackboneConfig, DistillConfig, PretrainConfig, StudentConfig
+from tint_core.fewshot.distill import distill, kd_loss, train_student
+from tint_core.fewshot.pretrain import dihedral_expand, pretrain_on_base
 
 TINY = StudentConfig(backbone=BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16}))
 
@@ -116,7 +116,7 @@ def test_teacher_logits_must_match_the_unlabelled_images():
 
 def test_episode_configuration_round_trips_through_yaml(tmp_path):
     from tint_core.fewshot import digits_recipe as recipe
-    from tint_core.fewshot.run import EpisodeRunConfig
+    from tint_core.fewshot.config import EpisodeRunConfig
 
     config = recipe.run_config("teacher.safetensors", "student.safetensors")
     config.to_yaml(tmp_path / "run.yaml")
@@ -145,7 +145,8 @@ def test_supports_only_and_distilled_students_take_the_same_budget_of_steps():
 
 def test_strongly_augmented_copies_cycle_through_the_supports_and_are_seeded():
     from tint_core.fewshot import digits_recipe as recipe
-    from tint_core.fewshot.strong_augment import StrongAugmentConfig, augmented_copies
+    from tint_core.fewshot.config import StrongAugmentConfig
+    from tint_core.fewshot.strong_augment import augmented_copies
 
     supports = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     for config in (StrongAugmentConfig(), recipe.DIGITS_STRONG_AUGMENT):

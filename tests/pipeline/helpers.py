@@ -18,10 +18,7 @@ from tint_core.diffusion.config import (
     TextualInversionConfig,
 )
 from tint_core.fewshot import backbones
-from tint_core.fewshot.distill import DistillConfig
-from tint_core.fewshot.pretrain import PretrainConfig
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.fewshot.config import DistillConfig, PretrainConfig, StudentConfig, TeacherConfig
 from tint_core.pipeline import (
     BenchmarkConfig,
     DistillAppConfig,

@@ -8,8 +8,9 @@ backbone pulls in diffusers, which takes seconds that a command's ``--help`` or 
 # ruff: noqa: F401  (the TYPE_CHECKING imports are the lazy exports; ruff cannot read a computed __all__)
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from tint_core.lazy import lazy_exports
 
 _HOMES = {
     "backbone": ("Backbone", "BackboneNotFoundError", "backbone_identity", "load_backbone"),
@@ -18,8 +19,7 @@ _HOMES = {
     "generation": ("GeneratedImages", "generate_images", "reconstruct"),
     "specialization": ("ClassSpecialization", "specialize"),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = sorted(_MODULE_OF)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from tint_core.diffusion.backbone import Backbone, BackboneNotFoundError, backbone_identity, load_backbone
@@ -35,15 +35,3 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     )
     from tint_core.diffusion.generation import GeneratedImages, generate_images, reconstruct
     from tint_core.diffusion.specialization import ClassSpecialization, specialize
-
-
-def __getattr__(name: str) -> object:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

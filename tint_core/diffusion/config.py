@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tint_core.config import TintConfig
-from tint_core.fewshot.augment import AugmentConfig
+from tint_core.fewshot.config import AugmentConfig
 
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 RANDOM_BACKBONES = ("tiny", "sd15-random")  # built in process with seeded random weights

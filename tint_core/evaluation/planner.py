@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from scipy import stats
 
-from tint_core.config import TintConfig
+from tint_core.evaluation.config import CostModel
 from tint_core.evaluation.variance import episode_variance, predicted_half_width
-
-
-class CostModel(TintConfig):
-    """Cost of an evaluation = E · (per_episode + N · Q · per_query), in any unit (e.g. GPU seconds)."""
-
-    per_episode: float = Field(1.0, gt=0, description="cost of one episode (TI, NTI, generation, distillation)")
-    per_query: float = Field(0.0, ge=0, description="cost of classifying one query image")
 
 
 class Plan(BaseModel):

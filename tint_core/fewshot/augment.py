@@ -8,27 +8,11 @@ over images, so training stays deterministic and batched.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from tint_core.config import TintConfig
-
-
-class AugmentConfig(TintConfig):
-    """Random resized crop + rotation + shear + horizontal flip (defaults: the standard crop and flip)."""
-
-    crop_scale_min: float = Field(0.5, gt=0, le=1, description="smallest crop area as a fraction of the image")
-    crop_scale_max: float = Field(1.0, gt=0, le=1, description="largest crop area as a fraction of the image")
-    crop_ratio: float = Field(4 / 3, ge=1, description="crop aspect ratios are drawn log-uniformly in [1/r, r]")
-    rotation_degrees: float = Field(0.0, ge=0, le=180, description="rotation drawn uniformly in ±this")
-    shear_degrees: float = Field(0.0, ge=0, le=45, description="horizontal shear drawn uniformly in ±this")
-    hflip_probability: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (0 for text)")
-    padding: Literal["zeros", "border", "reflection"] = Field(
-        "reflection", description="how pixels outside the image are filled (zeros suits dark-background digits)"
-    )
+from tint_core.fewshot.config import AugmentConfig
 
 
 def random_affine(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

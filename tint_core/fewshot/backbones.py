@@ -14,31 +14,16 @@ from typing import Any
 
 import timm
 import torch
-from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
-from tint_core.config import TintConfig
+from tint_core.fewshot.config import BackboneConfig
 from tint_core.images import check_image_batch, resize
 from tint_core.seeding import global_rng_seeded
 
 LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
 HF_PREFIX = "hf-hub:"
-
-
-class BackboneConfig(TintConfig):
-    """Which network produces features, from which weights, at which input size."""
-
-    name: str = Field("resnet12", description="timm model name (any timm architecture, or resnet12/tint_convnet)")
-    weights: str | None = Field(
-        None, description="local weights file (.safetensors or .pth), or 'hf-hub:<repo>' from the local cache; "
-        "None = random initialisation"
-    )
-    input_size: int = Field(84, ge=8, le=1024, description="images are resized (antialiased) to this square side")
-    model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="extra timm.create_model arguments, e.g. {'global_pool': 'flatten'}"
-    )
 
 
 def check_model_name(name: str) -> None:

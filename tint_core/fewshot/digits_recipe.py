@@ -4,22 +4,33 @@ Teacher: ``tint_convnet`` at 16×16 with spatial (flattened) features, pre-train
 the 8 rotations/reflections as a class of its own (40 classes) and small random affine maps; features are centred
 on the mean base-image feature. Student: ``resnet12_tiny`` at 16×16, pre-trained with plain cross-entropy on the
 5 base classes. Neither ever sees a novel label.
+
+The recipe's values import no model code (the demo's configuration and the command line load fast); the helpers
+that train import it when called.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tint_core.data.datasets import FewShotDataset
-from tint_core.fewshot.augment import AugmentConfig
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, save_backbone
-from tint_core.fewshot.distill import DEFAULT_STEPS, DistillConfig
-from tint_core.fewshot.pretrain import PretrainConfig, pretrain_on_base
-from tint_core.fewshot.run import EpisodeRunConfig
-from tint_core.fewshot.strong_augment import StrongAugmentConfig
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
+from tint_core.fewshot.config import (
+    DEFAULT_STEPS,
+    AugmentConfig,
+    BackboneConfig,
+    DistillConfig,
+    EpisodeRunConfig,
+    PretrainConfig,
+    StrongAugmentConfig,
+    StudentConfig,
+    TeacherConfig,
+)
+
+if TYPE_CHECKING:
+    from tint_core.data.datasets import FewShotDataset
+    from tint_core.fewshot.backbones import FeatureExtractor
+    from tint_core.fewshot.teacher import PrototypeTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +82,9 @@ def pretrain_backbone(
     dataset: FewShotDataset, backbone: BackboneConfig, config: PretrainConfig, path: str | Path
 ) -> FeatureExtractor:
     """Pre-train a backbone on the dataset's base split and save it as safetensors at ``path``."""
+    from tint_core.fewshot.backbones import FeatureExtractor, save_backbone
+    from tint_core.fewshot.pretrain import pretrain_on_base
+
     images, labels, _ = dataset.load_split("base", size=backbone.input_size)
     extractor = FeatureExtractor.from_config(backbone)
     curves = pretrain_on_base(extractor, images, labels, config)
@@ -81,6 +95,8 @@ def pretrain_backbone(
 
 def centred_teacher(dataset: FewShotDataset, config: TeacherConfig) -> PrototypeTeacher:
     """Prototype teacher whose features are centred on the mean feature of the base images."""
+    from tint_core.fewshot.teacher import PrototypeTeacher
+
     teacher = PrototypeTeacher.from_config(config)
     base, _, _ = dataset.load_split("base", size=config.backbone.input_size)
     teacher.centre = teacher.extractor.embed(base, config.batch_size).mean(0)
@@ -89,6 +105,8 @@ def centred_teacher(dataset: FewShotDataset, config: TeacherConfig) -> Prototype
 
 def pixel_teacher(dataset: FewShotDataset, size: int = SIZE, centred: bool = True) -> PrototypeTeacher:
     """The raw-pixel baseline: cosine prototypes on (optionally base-centred) pixels at ``size``."""
+    from tint_core.fewshot.teacher import PrototypeTeacher
+
     config = TeacherConfig(
         backbone=BackboneConfig(name="tint_pixels", input_size=size, model_kwargs={"img_size": size})
     )

@@ -17,42 +17,16 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from tint_core.config import TintConfig
 from tint_core.data.datasets import load_images
-from tint_core.fewshot.augment import AugmentConfig, random_affine
-from tint_core.fewshot.student import Student, StudentConfig, create_student
+from tint_core.fewshot.augment import random_affine
+from tint_core.fewshot.config import DistillConfig, StudentConfig
+from tint_core.fewshot.student import Student, create_student
 from tint_core.fewshot.teacher import check_support_set
-from tint_core.fewshot.training import OptimizerName, TrainingCurves, make_optimizer, one_cycle
+from tint_core.fewshot.training import TrainingCurves, make_optimizer, one_cycle
 from tint_core.images import check_image_batch, resize
 
 logger = logging.getLogger(__name__)
-
-
-# Chosen on the digits by the rule in docs/fewshot.md ("The training budget"), before any novel-class result was
-# looked at; benchmarks/student_budget.py applies the rule again.
-DEFAULT_STEPS = 200
-
-
-class DistillConfig(TintConfig):
-    """Student training on an episode (SPEC §7): one budget of optimisation steps, whatever the images."""
-
-    steps: int = Field(
-        DEFAULT_STEPS,
-        ge=1,
-        le=1_000_000,
-        description="optimisation steps: the training budget, the same for every method (supports only included); "
-        "the default's rule is in docs/fewshot.md",
-    )
-    batch_size: int = Field(64, ge=1, description="unlabelled images per step (all supports join every step)")
-    optimizer: OptimizerName = Field("adamw", description="adamw or sgd (Nesterov)")
-    lr: float = Field(1e-3, gt=0, description="peak learning rate of the one-cycle schedule over the steps")
-    weight_decay: float = Field(0.01, ge=0, description="weight decay")
-    temperature: float = Field(4.0, gt=0, description="T of the T²·KL term")
-    support_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy on supports")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="per-image random affine")
-    seed: int = Field(0, description="seeds shuffling and augmentation")
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

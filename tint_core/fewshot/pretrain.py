@@ -12,29 +12,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from tint_core.config import TintConfig
-from tint_core.fewshot.augment import AugmentConfig, random_affine
+from tint_core.fewshot.augment import random_affine
 from tint_core.fewshot.backbones import FeatureExtractor
-from tint_core.fewshot.training import OptimizerName, TrainingCurves, make_optimizer, one_cycle
+from tint_core.fewshot.config import PretrainConfig
+from tint_core.fewshot.training import TrainingCurves, make_optimizer, one_cycle
 from tint_core.images import check_image_batch, resize
 
 logger = logging.getLogger(__name__)
-
-
-class PretrainConfig(TintConfig):
-    """Supervised pre-training on the base classes."""
-
-    epochs: int = Field(30, ge=1, description="passes over the (expanded) base images")
-    batch_size: int = Field(128, ge=1, description="images per step")
-    optimizer: OptimizerName = Field("sgd", description="sgd (Nesterov) or adamw")
-    lr: float = Field(0.05, gt=0, description="peak learning rate of the one-cycle schedule")
-    weight_decay: float = Field(5e-4, ge=0, description="decoupled for adamw, L2 for sgd")
-    dihedral_classes: bool = Field(False, description="each of the 8 rotations/flips of a class is a new class")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="per-image random affine")
-    seed: int = Field(0, description="seeds initialisation of the head, shuffling and augmentation")
 
 
 def dihedral_expand(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,31 +11,18 @@ import logging
 import time
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tint_core.baselines import supports_only_student
-from tint_core.config import TintConfig
 from tint_core.data.datasets import FewShotDataset
 from tint_core.data.episodes import Episode
 from tint_core.evaluation.accuracy import episode_accuracy
-from tint_core.fewshot.distill import DistillConfig, train_student
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
+from tint_core.fewshot.config import EpisodeRunConfig, TeacherConfig
+from tint_core.fewshot.distill import train_student
+from tint_core.fewshot.teacher import PrototypeTeacher
 from tint_core.fewshot.training import TrainingCurves
 
 logger = logging.getLogger(__name__)
-
-
-class EpisodeRunConfig(TintConfig):
-    """Everything that decides an episode's result besides the images."""
-
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="teacher and its fine-tuning")
-    student: StudentConfig = Field(default_factory=StudentConfig, description="student architecture and weights")
-    training: DistillConfig = Field(
-        default_factory=DistillConfig, description="both students' training: the same budget of steps, schedule and "
-        "augmentation; the distilled one adds the unlabelled images"
-    )
-    load_size: int | None = Field(None, ge=8, description="resize images on loading (None: they must agree)")
 
 
 class EpisodeResult(BaseModel):

@@ -8,28 +8,11 @@ global RNG, so every class is augmented under its own seed, one thread at a time
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torchvision.transforms import v2
 
-from tint_core.config import TintConfig
+from tint_core.fewshot.config import StrongAugmentConfig
 from tint_core.images import check_image_batch
 from tint_core.seeding import derive_seed, global_rng_seeded
-
-
-class StrongAugmentConfig(TintConfig):
-    """The transforms of each copy, in order: resized crop, affine, elastic, colour, flip (0 turns one off)."""
-
-    crop_scale_min: float = Field(0.35, gt=0, le=1, description="smallest crop area, as a fraction of the image")
-    rotation_degrees: float = Field(20.0, ge=0, le=180, description="rotation drawn uniformly in ±this")
-    translate: float = Field(0.1, ge=0, le=0.5, description="shift drawn uniformly in ±this fraction of each side")
-    shear_degrees: float = Field(10.0, ge=0, le=45, description="shear drawn uniformly in ±this")
-    elastic_alpha: float = Field(0.0, ge=0, description="elastic displacement strength in pixels (0: none)")
-    elastic_sigma: float = Field(5.0, gt=0, description="smoothness of the elastic displacement field in pixels")
-    brightness: float = Field(0.4, ge=0, le=1, description="brightness factor drawn in [1 − this, 1 + this]")
-    contrast: float = Field(0.4, ge=0, le=1, description="contrast factor drawn in [1 − this, 1 + this]")
-    saturation: float = Field(0.4, ge=0, le=1, description="saturation factor drawn in [1 − this, 1 + this]")
-    hue: float = Field(0.05, ge=0, le=0.5, description="hue shift drawn in ±this")
-    hflip_probability: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (0 for text)")
 
 
 def strong_transform(config: StrongAugmentConfig, size: tuple[int, int]) -> v2.Compose:

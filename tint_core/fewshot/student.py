@@ -12,21 +12,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from tint_core.config import TintConfig
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor, create_backbone, eval_in_batches
+from tint_core.fewshot.backbones import FeatureExtractor, create_backbone, eval_in_batches
+from tint_core.fewshot.config import StudentConfig
 from tint_core.fewshot.teacher import check_support_set, class_prototypes
-
-
-class StudentConfig(TintConfig):
-    """Student architecture; ``backbone.weights`` is normally a base-class pre-training checkpoint."""
-
-    backbone: BackboneConfig = Field(
-        default_factory=lambda: BackboneConfig(name="resnet12", input_size=84), description="student network"
-    )
-    head_scale: float = Field(10.0, gt=0, description="logits = scale · cosine(feature, class weight)")
 
 
 class CosineHead(nn.Module):

@@ -11,32 +11,14 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from tint_core.config import TintConfig
-from tint_core.fewshot.augment import AugmentConfig, random_affine
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
+from tint_core.fewshot.augment import random_affine
+from tint_core.fewshot.backbones import FeatureExtractor
+from tint_core.fewshot.config import TeacherConfig
 from tint_core.images import check_image_batch
 
 logger = logging.getLogger(__name__)
-
-
-def _default_teacher_backbone() -> BackboneConfig:
-    return BackboneConfig(name="vit_base_patch16_224.dino", weights="hf-hub:timm/vit_base_patch16_224.dino",
-                          input_size=224)
-
-
-class TeacherConfig(TintConfig):
-    """Prototype teacher; defaults follow SPEC §7 (DINO ViT-B/16, τ = 10, no fine-tuning)."""
-
-    backbone: BackboneConfig = Field(default_factory=_default_teacher_backbone, description="frozen feature network")
-    scale: float = Field(10.0, gt=0, description="τ: logits = τ · cosine(feature, prototype)")
-    finetune_steps: int = Field(0, ge=0, description="steps of fine-tuning on augmented supports (0 = frozen)")
-    finetune_lr: float = Field(1e-4, gt=0, description="AdamW learning rate of the fine-tuning")
-    finetune_augment: AugmentConfig = Field(default_factory=AugmentConfig, description="augmentation of supports")
-    batch_size: int = Field(256, ge=1, description="images per forward pass when labelling")
-    seed: int = Field(0, description="seeds the fine-tuning augmentation")
 
 
 def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, Field
 
-OptimizerName = Literal["sgd", "adamw"]
+from tint_core.fewshot.config import OptimizerName
 
 
 def make_optimizer(

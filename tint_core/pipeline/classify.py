@@ -15,12 +15,13 @@ import torch
 
 from tint_core.evaluation.accuracy import episode_accuracy
 from tint_core.evaluation.quality import NO_CLASS, episode_quality
-from tint_core.fewshot.backbones import BackboneConfig, FeatureExtractor
+from tint_core.fewshot.backbones import FeatureExtractor
+from tint_core.fewshot.config import BackboneConfig, PretrainConfig, TeacherConfig
 from tint_core.fewshot.distill import train_student
-from tint_core.fewshot.pretrain import PretrainConfig, pretrain_on_base
+from tint_core.fewshot.pretrain import pretrain_on_base
 from tint_core.fewshot.run import adapt_teacher
 from tint_core.fewshot.student import Student, student_description, student_from_state
-from tint_core.fewshot.teacher import PrototypeTeacher, TeacherConfig
+from tint_core.fewshot.teacher import PrototypeTeacher
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.pipeline.data import EpisodeData, load_episode, open_dataset
 from tint_core.pipeline.resources import MODELS, config_identity, open_store, weights_file, weights_identity

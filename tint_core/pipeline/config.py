@@ -13,12 +13,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from tint_core.config import TintConfig
 from tint_core.diffusion.config import DigitsBackboneConfig, GenerationConfig, SpecializationConfig
-from tint_core.evaluation.planner import CostModel
-from tint_core.fewshot.distill import DistillConfig
-from tint_core.fewshot.pretrain import PretrainConfig
-from tint_core.fewshot.strong_augment import StrongAugmentConfig
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.evaluation.config import CostModel
+from tint_core.fewshot.config import DistillConfig, PretrainConfig, StrongAugmentConfig, StudentConfig, TeacherConfig
 from tint_core.store import ArtifactRef
 
 METHODS: tuple[str, ...] = ("supports_only", "augmented_supports", "base_pool", "ti_only", "tint", "real_pool")

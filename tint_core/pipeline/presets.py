@@ -19,8 +19,7 @@ from tint_core.diffusion.config import (
     TextualInversionConfig,
 )
 from tint_core.fewshot import digits_recipe as recipe
-from tint_core.fewshot.student import StudentConfig
-from tint_core.fewshot.teacher import TeacherConfig
+from tint_core.fewshot.config import StudentConfig, TeacherConfig
 from tint_core.pipeline.config import (
     AugmentedSupportsConfig,
     BenchmarkConfig,
