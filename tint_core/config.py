@@ -6,10 +6,11 @@ The same object is the library argument, the YAML file and the Prefect flow para
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 C = TypeVar("C", bound="TintConfig")
 
@@ -30,10 +31,28 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     return f"{source}: field {field!r}: {message}{value}{more}"
 
 
-class TintConfig(BaseModel):
-    """Frozen, strict pydantic model: unknown keys are errors, not silently ignored."""
+# Words a field name abbreviates, spelled out in its title (the Prefect form's label).
+_TITLE_WORDS = {"lr": "learning rate", "hflip": "horizontal flip", "kl": "KL", "vae": "VAE", "unet": "UNet",
+                "ema": "EMA", "cuda": "CUDA", "num": "number of", "kwargs": "keyword arguments", "id": "ID"}  # fmt: skip
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+def field_title(name: str, field: FieldInfo | None = None) -> str:
+    """A field's human title: the title of the configuration it holds (a section), else its name in sentence case
+    with abbreviations spelled out (``hflip_probability`` → "Horizontal flip probability")."""
+    annotation = field.annotation if field is not None else None
+    held = [kind for kind in (get_args(annotation) or (annotation,)) if isinstance(kind, type)
+            and issubclass(kind, BaseModel) and kind.model_config.get("title")]  # fmt: skip
+    if len(held) == 1:
+        return held[0].model_config["title"]
+    text = " ".join(_TITLE_WORDS.get(word, word) for word in name.split("_"))
+    return text[:1].upper() + text[1:]
+
+
+class TintConfig(BaseModel):
+    """Frozen, strict pydantic model: unknown keys are errors, not silently ignored. Subclasses carry a human
+    ``title`` (the section's heading in the Prefect form); field titles come from :func:`field_title`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, field_title_generator=field_title)
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path) -> C:

@@ -107,3 +107,24 @@ def test_each_lazy_export_is_its_home_modules_object(package):
     assert opened.__all__ == sorted(name for names in opened._HOMES.values() for name in names)
     with pytest.raises(AttributeError, match="has no attribute 'load_backbones'"):
         opened.load_backbones  # noqa: B018
+
+
+@pytest.mark.parametrize("model", [BenchmarkConfig, DistillAppConfig])
+def test_every_section_and_field_of_the_form_has_a_human_title(model):
+    schema = model.model_json_schema()
+    sections = {name: definition["title"] for name, definition in schema["$defs"].items()}
+    # No class names: "Where units run", not "ExecutionConfig" (two BackboneConfig classes get qualified names).
+    assert not [title for name, title in sections.items() if title == name.rsplit("__", 1)[-1]
+                or title.endswith(("Config", "Setup", "Model")) or "_" in title], sections  # fmt: skip
+    assert sections.get("ExecutionConfig", "Where units run") == "Where units run"
+    assert schema["title"] in ("Benchmark", "Distil a student")
+    for definition in [schema, *schema["$defs"].values()]:
+        for name, field in definition["properties"].items():
+            title = field.get("title")  # a section's field shows its section's title
+            assert title is None and "$ref" in field or title and "_" not in title and title[0].isupper(), name
+    if model is BenchmarkConfig:
+        episodes = schema["$defs"]["EpisodeConfig"]["properties"]
+        assert [episodes[name]["title"] for name in ("n_way", "k_shot", "n_query")] == [
+            "Classes per episode (N)", "Supports per class (K)", "Queries per class (Q)"]  # fmt: skip
+        assert schema["$defs"]["AugmentConfig"]["properties"]["hflip_probability"]["title"] == \
+            "Horizontal flip probability"  # fmt: skip

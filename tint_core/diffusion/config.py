@@ -14,7 +14,7 @@ RANDOM_BACKBONES = ("tiny", "sd15-random")  # built in process with seeded rando
 DIGITS_CAPTION = "a photo of a {}"  # captions and the textual-inversion template must share this wording
 
 
-class BackboneConfig(TintConfig):
+class BackboneConfig(TintConfig, title="Diffusion model"):
     """Which diffusion model to use and how to run it."""
 
     source: str = Field(
@@ -34,7 +34,7 @@ class BackboneConfig(TintConfig):
     )
 
 
-class PreparationConfig(TintConfig):
+class PreparationConfig(TintConfig, title="Support preparation"):
     """How supports are brought to the backbone's working size (SPEC §2)."""
 
     super_resolution: str | None = Field(
@@ -46,7 +46,7 @@ class PreparationConfig(TintConfig):
     )
 
 
-class TextualInversionConfig(TintConfig):
+class TextualInversionConfig(TintConfig, title="Textual inversion"):
     """Textual inversion of one token per class (SPEC §3)."""
 
     steps: int = Field(5000, ge=1, description="Optimisation steps per class.")
@@ -67,7 +67,7 @@ class TextualInversionConfig(TintConfig):
         return self
 
 
-class NullTextConfig(TintConfig):
+class NullTextConfig(TintConfig, title="Null-text inversion"):
     """DDIM inversion + null-text inversion per support (SPEC §4–5); sampling reuses its steps and scale."""
 
     num_steps: int = Field(25, ge=1, le=1000, description="DDIM steps of inversion and sampling.")
@@ -82,7 +82,7 @@ class NullTextConfig(TintConfig):
     )
 
 
-class EngineConfig(TintConfig):
+class EngineConfig(TintConfig, title="Engine (batching, compilation)"):
     """How the work is scheduled on the device."""
 
     mode: Literal["batched", "faithful"] = Field(
@@ -99,7 +99,7 @@ class EngineConfig(TintConfig):
     generation_batch_size: int = Field(16, ge=1, description="Images per UNet batch in batched generation.")
 
 
-class SpecializationConfig(TintConfig):
+class SpecializationConfig(TintConfig, title="Specialisation"):
     """Everything that turns supports into class specialisations."""
 
     backbone: BackboneConfig = Field(BackboneConfig(), description="The diffusion model and how to run it.")
@@ -111,7 +111,7 @@ class SpecializationConfig(TintConfig):
     engine: EngineConfig = Field(EngineConfig(), description="Scheduling on the device (speed only, not results).")
 
 
-class GenerationConfig(TintConfig):
+class GenerationConfig(TintConfig, title="Generation"):
     """TINT sampling (SPEC §6)."""
 
     images_per_class: int = Field(1000, ge=1, description="Synthetic images generated per class.")
@@ -122,7 +122,7 @@ class GenerationConfig(TintConfig):
     )
 
 
-class DigitsBackboneConfig(TintConfig):
+class DigitsBackboneConfig(TintConfig, title="Digits backbone training"):
     """How the digits latent diffusion model is trained (defaults: the shipped weights)."""
 
     caption_template: str = Field(DIGITS_CAPTION, description="Caption of a class; '{}' is the class name.")

@@ -16,7 +16,7 @@ from tint_core.config import TintConfig
 OptimizerName = Literal["sgd", "adamw"]
 
 
-class AugmentConfig(TintConfig):
+class AugmentConfig(TintConfig, title="Augmentation"):
     """Random resized crop + rotation + shear + horizontal flip (defaults: the standard crop and flip)."""
 
     crop_scale_min: float = Field(0.5, gt=0, le=1, description="smallest crop area as a fraction of the image")
@@ -30,7 +30,7 @@ class AugmentConfig(TintConfig):
     )
 
 
-class StrongAugmentConfig(TintConfig):
+class StrongAugmentConfig(TintConfig, title="Strong augmentation"):
     """The transforms of each copy, in order: resized crop, affine, elastic, colour, flip (0 turns one off)."""
 
     crop_scale_min: float = Field(0.35, gt=0, le=1, description="smallest crop area, as a fraction of the image")
@@ -46,7 +46,7 @@ class StrongAugmentConfig(TintConfig):
     hflip_probability: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (0 for text)")
 
 
-class BackboneConfig(TintConfig):
+class BackboneConfig(TintConfig, title="Feature network"):
     """Which network produces features, from which weights, at which input size."""
 
     name: str = Field("resnet12", description="timm model name (any timm architecture, or resnet12/tint_convnet)")
@@ -65,7 +65,7 @@ def _default_teacher_backbone() -> BackboneConfig:
                           input_size=224)
 
 
-class TeacherConfig(TintConfig):
+class TeacherConfig(TintConfig, title="Teacher model"):
     """Prototype teacher; defaults follow SPEC §7 (DINO ViT-B/16, τ = 10, no fine-tuning)."""
 
     backbone: BackboneConfig = Field(default_factory=_default_teacher_backbone, description="frozen feature network")
@@ -77,7 +77,7 @@ class TeacherConfig(TintConfig):
     seed: int = Field(0, description="seeds the fine-tuning augmentation")
 
 
-class StudentConfig(TintConfig):
+class StudentConfig(TintConfig, title="Student model"):
     """Student architecture; ``backbone.weights`` is normally a base-class pre-training checkpoint."""
 
     backbone: BackboneConfig = Field(
@@ -86,7 +86,7 @@ class StudentConfig(TintConfig):
     head_scale: float = Field(10.0, gt=0, description="logits = scale · cosine(feature, class weight)")
 
 
-class PretrainConfig(TintConfig):
+class PretrainConfig(TintConfig, title="Pre-training on base classes"):
     """Supervised pre-training on the base classes."""
 
     epochs: int = Field(30, ge=1, description="passes over the (expanded) base images")
@@ -104,7 +104,7 @@ class PretrainConfig(TintConfig):
 DEFAULT_STEPS = 200
 
 
-class DistillConfig(TintConfig):
+class DistillConfig(TintConfig, title="Training budget and recipe"):
     """Student training on an episode (SPEC §7): one budget of optimisation steps, whatever the images."""
 
     steps: int = Field(
@@ -124,7 +124,7 @@ class DistillConfig(TintConfig):
     seed: int = Field(0, description="seeds shuffling and augmentation")
 
 
-class EpisodeRunConfig(TintConfig):
+class EpisodeRunConfig(TintConfig, title="Episode run"):
     """Everything that decides an episode's result besides the images."""
 
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="teacher and its fine-tuning")

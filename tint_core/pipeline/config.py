@@ -59,7 +59,7 @@ def method_order(method: str) -> tuple[int, str]:
     return METHODS.index(method_kind(method)), method
 
 
-class DatasetConfig(TintConfig):
+class DatasetConfig(TintConfig, title="Dataset"):
     """Where the images come from and how they are loaded."""
 
     source: str = Field(
@@ -78,18 +78,18 @@ class DatasetConfig(TintConfig):
     )
 
 
-class EpisodeConfig(TintConfig):
+class EpisodeConfig(TintConfig, title="Episodes"):
     """The few-shot episodes: N classes from a split, K supports and Q queries per class, E episodes, seeded."""
 
     split: str = Field("novel", description="Split the classes are drawn from (base, val, novel or an alias).")
-    n_way: int = Field(5, ge=2, le=100, description="N: classes per episode.")
-    k_shot: int = Field(1, ge=1, le=100, description="K: support images per class.")
-    n_query: int = Field(15, ge=1, le=1000, description="Q: query images per class (disjoint from the supports).")
+    n_way: int = Field(5, title="Classes per episode (N)", ge=2, le=100, description="N: classes per episode.")
+    k_shot: int = Field(1, title="Supports per class (K)", ge=1, le=100, description="K: support images per class.")
+    n_query: int = Field(15, title="Queries per class (Q)", ge=1, le=1000, description="Q: query images per class (disjoint from the supports).")
     episodes: int = Field(600, ge=2, le=100_000, description="E: episodes (at least 2, for an interval).")
     seed: int = Field(0, description="Episode e is drawn from (seed, e): raising E keeps the first episodes.")
 
 
-class GeneratorConfig(TintConfig):
+class GeneratorConfig(TintConfig, title="Image generator"):
     """The diffusion model's specialisation to each class and the images it then generates."""
 
     specialization: SpecializationConfig = Field(
@@ -99,14 +99,14 @@ class GeneratorConfig(TintConfig):
     seed: int = Field(0, description="Root seed of specialisation and generation (each class derives its own).")
 
 
-class SpecializationUnit(TintConfig):
+class SpecializationUnit(TintConfig, title="Specialisation unit"):
     """Some of an episode's classes, specialised together on one device (the unit a GPU worker runs)."""
 
     episode: ArtifactRef = Field(description="The episode artifact (the benchmark's sample-episode step).")
     classes: list[int] = Field(min_length=1, description="Positions of the classes in the episode.")
 
 
-class TeacherSetup(TintConfig):
+class TeacherSetup(TintConfig, title="Teacher"):
     """The few-shot teacher and how its backbone is prepared."""
 
     model: TeacherConfig = Field(default_factory=TeacherConfig, description="Backbone, prototype head, fine-tuning.")
@@ -118,7 +118,7 @@ class TeacherSetup(TintConfig):
     )
 
 
-class StudentSetup(TintConfig):
+class StudentSetup(TintConfig, title="Student"):
     """The tiny student, its base-class pre-training, and how every method's student is trained on an episode."""
 
     model: StudentConfig = Field(default_factory=StudentConfig, description="Architecture and initial weights.")
@@ -133,7 +133,7 @@ class StudentSetup(TintConfig):
     )
 
 
-class AugmentedSupportsConfig(TintConfig):
+class AugmentedSupportsConfig(TintConfig, title="Augmented supports (control)"):
     """The augmented_supports control: M strongly augmented copies of each class's supports, labelled by the teacher
     like a generated set. It answers: does diffusion beat cheap augmentation?"""
 
@@ -146,7 +146,7 @@ class AugmentedSupportsConfig(TintConfig):
     seed: int = Field(0, description="Root seed (each class derives its own from its supports).")
 
 
-class BasePoolConfig(TintConfig):
+class BasePoolConfig(TintConfig, title="Base-class pool (control)"):
     """The base_pool control: real images of the base classes, labelled by the teacher. It answers: is
     class-specific data needed at all?"""
 
@@ -158,7 +158,7 @@ class BasePoolConfig(TintConfig):
     seed: int = Field(0, description="Root seed (each episode derives its own draw).")
 
 
-class ControlsConfig(TintConfig):
+class ControlsConfig(TintConfig, title="Controls"):
     """The cheap controls, scored like every method when named in methods."""
 
     augmented_supports: AugmentedSupportsConfig = Field(
@@ -167,11 +167,12 @@ class ControlsConfig(TintConfig):
     base_pool: BasePoolConfig = Field(default_factory=BasePoolConfig, description="Real images of the base classes.")
 
 
-class ExecutionConfig(TintConfig):
+class ExecutionConfig(TintConfig, title="Where units run"):
     """Where the specialisation units run. Artifacts and keys are the same either way."""
 
     fan_out: Literal["tasks", "deployments"] = Field(
         "tasks",
+        title="Fan-out",
         description="'tasks': units run as tasks of this flow, one at a time per device. 'deployments': each chunk of "
         "units runs as a flow run of the specialize deployment, picked up by a worker of its work pool (GPU "
         "workers); this flow fans in over the shared store.",
@@ -196,7 +197,7 @@ class ExecutionConfig(TintConfig):
     )
 
 
-class EvaluationConfig(TintConfig):
+class EvaluationConfig(TintConfig, title="Evaluation"):
     """How results are summarised and what the planner aims for."""
 
     target_half_width: float = Field(
@@ -208,6 +209,7 @@ class EvaluationConfig(TintConfig):
     cost: CostModel = Field(default_factory=CostModel, description="Relative cost of an episode and of a query.")
     quality_k: int = Field(
         3,
+        title="Neighbours k of the precision/recall",
         ge=0,
         le=100,
         description="k of the k-nearest-neighbour manifolds (Kynkäänniemi et al., 2019) by which each method's "
@@ -217,7 +219,7 @@ class EvaluationConfig(TintConfig):
     )
 
 
-class BenchmarkConfig(TintConfig):
+class BenchmarkConfig(TintConfig, title="Benchmark"):
     """A few-shot benchmark: the same seeded episodes for every method, scored with intervals and paired gains."""
 
     store: str = Field(
@@ -238,6 +240,7 @@ class BenchmarkConfig(TintConfig):
     controls: ControlsConfig = Field(default_factory=ControlsConfig, description="The cheap controls' settings.")
     unit: Literal["episode", "class"] = Field(
         "episode",
+        title="Specialisation unit",
         description="What one specialisation task covers: an episode's classes batched on one device, "
         "or a single class. Artifacts are per class either way, so the choice never changes a key.",
     )
@@ -268,7 +271,7 @@ class BenchmarkConfig(TintConfig):
         return control.images_per_class or self.generator.generation.images_per_class
 
 
-class DistillAppConfig(TintConfig):
+class DistillAppConfig(TintConfig, title="Distil a student"):
     """The application: one folder of support images per class → a distilled student; no queries needed."""
 
     supports: str = Field(description="Folder (local or s3://...) with one subfolder of support images per class.")
@@ -283,7 +286,7 @@ class DistillAppConfig(TintConfig):
     distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on the TINT images.")
 
 
-class TrainBackboneConfig(TintConfig):
+class TrainBackboneConfig(TintConfig, title="Train the digits backbone"):
     """Train a small latent diffusion model on a dataset's base classes and export it as a checkpoint folder."""
 
     store: str = Field("outputs/store", description="Artifact store: a local folder or s3://bucket/prefix.")
