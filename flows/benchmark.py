@@ -20,6 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.console import notify_progress
+from flows.preparation import prepare_backbones
 from flows.records import Submissions
 from tasks import StepTasks
 from tasks.results import publish_report, publish_results, read_summary, record_history
@@ -112,10 +113,7 @@ def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
         e: submit(steps.sample_episode, store, dataset, episodes, int(e), config.dataset.image_size) for e in ids
     }
     teacher, student = config.teacher, config.student
-    teacher_backbone = (submit(steps.prepare_backbone, store, dataset, teacher.model.backbone, teacher.pretrain,
-                               teacher.centre_on_base) if teacher.pretrain or teacher.centre_on_base else None)  # fmt: skip
-    student_backbone = (submit(steps.prepare_backbone, store, dataset, student.model.backbone, student.pretrain, False)
-                        if student.pretrain else None)  # fmt: skip
+    teacher_backbone, student_backbone = prepare_backbones(steps, submit, store, dataset, teacher, student)
     logger.info("stage 1: dataset, %d episodes of %d-way %d-shot, backbones", len(ids), episodes.n_way,
                 episodes.k_shot)  # fmt: skip
 

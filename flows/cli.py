@@ -2,7 +2,8 @@
 
     tint benchmark CONFIG.yaml [--set KEY=VALUE]…   the benchmark flow (the same flow the deployments run)
     tint demo [--store URL]                         the benchmark on the embedded demo defaults (the main job)
-    tint distill SUPPORTS OUTPUT [--config YAML]    the application: a support folder → a distilled student
+    tint distill SUPPORTS OUTPUT [--preset digits | --config YAML]
+                                                    the application: a support folder → a distilled student
 
 Prefect and the model code are imported only when one of these runs, so ``--help`` answers at once.
 """
@@ -10,6 +11,7 @@ Prefect and the model code are imported only when one of these runs, so ``--help
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 import time
 from collections.abc import Iterator
@@ -21,10 +23,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tint_core.cli import app, console, main, stdout, user_errors
 from tint_core.pipeline.config import BenchmarkConfig, DistillAppConfig
-from tint_core.pipeline.presets import demo_config
+from tint_core.pipeline.presets import DISTILL_PRESETS, demo_config
 
 __all__ = ["app", "main"]
 
+DistillPreset = enum.Enum("DistillPreset", {name: name for name in DISTILL_PRESETS}, type=str)
 SETS_HELP = "Change one field: a dotted path and a YAML value, e.g. --set episodes.episodes=4 (repeatable)."
 VERBOSE_HELP = "Log every task run, not only the flow's stages and progress."
 RANDOM_WEIGHTS_NOTE = """\
@@ -129,7 +132,14 @@ def demo(
 @app.command(rich_help_panel="Flows")
 def distill(
     supports: Annotated[Path, typer.Argument(help="Folder with one subfolder of support images per class.")],
-    output: Annotated[Path, typer.Argument(help="Folder receiving student.safetensors, student.json, report.md.")],
+    output: Annotated[
+        Path, typer.Argument(help="Folder receiving student.safetensors, student.json, report.md and pictures/.")
+    ],
+    preset: Annotated[
+        DistillPreset | None,
+        typer.Option(help="An embedded configuration: 'digits' runs on a CPU (the digits backbone, teacher and "
+                     "student, prepared on base digits 0-4 in the demo's store)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="DistillAppConfig YAML for the models and settings (docs/configuration.md).")
     ] = None,
@@ -139,7 +149,11 @@ def distill(
     """Run the distill flow: specialise the supports, generate TINT images, label them, distil a student."""
     with user_errors():
         base = {"supports": str(supports), "output": str(output)}
-        if config is not None:
+        if preset is not None and config is not None:
+            raise ValueError("give --preset or --config, not both (--set changes single fields of either)")
+        if preset is not None:
+            settings = DISTILL_PRESETS[preset.value](str(supports), str(output))
+        elif config is not None:
             settings = DistillAppConfig.from_yaml(config).updated(**base)
         else:
             settings = DistillAppConfig.from_mapping(base, source="arguments")

@@ -1,9 +1,10 @@
 """The application flow: a folder of support images per class → a distilled student and a report.
 
-    tint distill SUPPORTS OUTPUT [--config CONFIG.yaml]      (flows/cli.py; CONFIG: a DistillAppConfig)
+    tint distill SUPPORTS OUTPUT [--preset digits | --config CONFIG.yaml]   (flows/cli.py; CONFIG: a DistillAppConfig)
 
 The supports are specialised (textual + null-text inversion), TINT images are generated and labelled by the teacher,
-and the student is distilled on them; no query set is needed. Every step is cached in the store.
+and the student is distilled on them; no query set is needed. With base classes set, the teacher and the student are
+first prepared on them, as in the benchmark. Every step is cached in the store.
 """
 
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from flows.preparation import prepare_backbones
 from flows.records import Submissions
 from tasks import StepTasks
 from tint_core.pipeline.checks import check_distill_app
-from tint_core.pipeline.config import DistillAppConfig, StudentSetup, TeacherSetup
+from tint_core.pipeline.config import DistillAppConfig
 
 METHOD = "tint"
 
@@ -32,14 +34,18 @@ def distill(config: DistillAppConfig) -> DistillOutcome:
     """Distil a student from a folder of support images (one subfolder per class) through TINT images."""
     counts = check_distill_app(config)  # one-line errors before any work, nothing written
     steps, store, submit = StepTasks(config.store), config.store, Submissions()
-    teacher = TeacherSetup(model=config.teacher)
-    student = StudentSetup(model=config.student, pretrain=None, training=config.distill)
     supports = submit(steps.index_support_set, store, config.supports, config.image_size)
+    prepared_teacher = prepared_student = None
+    if config.base is not None:
+        dataset = submit(steps.index_dataset, store, config.base)
+        prepared_teacher, prepared_student = prepare_backbones(steps, submit, store, dataset, config.teacher,
+                                                               config.student)  # fmt: skip
     specializations = submit(steps.specialize_unit, store, supports, list(range(len(counts))), config.generator)
     images = [submit(steps.generate_unit, store, specializations, config.generator, METHOD)]
-    labels = submit(steps.label_images, store, supports, METHOD, images, teacher, None)
-    trained = submit(steps.distill_student, store, supports, METHOD, images, labels, student, None)
-    path = Path(submit(steps.export_student, store, trained, labels, specializations, config.output).result())
+    labels = submit(steps.label_images, store, supports, METHOD, images, config.teacher, prepared_teacher)
+    trained = submit(steps.distill_student, store, supports, METHOD, images, labels, config.student, prepared_student)
+    path = Path(submit(steps.export_student, store, trained, labels, supports, specializations, images[0],
+                       config.output).result())  # fmt: skip
     get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
                           path.parent / "report.md")  # fmt: skip
     return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), task_runs=len(submit.futures))

@@ -58,7 +58,7 @@ def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef) -> 
 
 
 @task(name="export-student", cache_policy=NO_CACHE)
-def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specializations: list[ArtifactRef],
-                   output: str) -> str:  # fmt: skip
-    """Write the distilled student, its description and a report into a plain folder (always runs: cheap)."""
-    return str(application.export_student(store, student, labels, specializations, output))
+def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, supports: ArtifactRef,
+                   specializations: list[ArtifactRef], images: list[ArtifactRef], output: str) -> str:  # fmt: skip
+    """Write the distilled student, its description, a report and pictures into a plain folder (always runs: cheap)."""
+    return str(application.export_student(store, student, labels, supports, specializations, images, output))

@@ -101,6 +101,7 @@ def app_config(tmp_path, folder) -> DistillAppConfig:
     """The application on the tiny models: supports in ``folder``, student and store under ``tmp_path``."""
     return DistillAppConfig(
         supports=str(folder), output=str(tmp_path / "student"), store=str(tmp_path / "store"), image_size=16,
-        generator=TINY_GENERATOR, teacher=TeacherConfig(backbone=TINY_TEACHER),
-        student=StudentConfig(backbone=TINY_STUDENT), distill=DistillConfig(steps=2, batch_size=8),
+        generator=TINY_GENERATOR, teacher=TeacherSetup(model=TeacherConfig(backbone=TINY_TEACHER)),
+        student=StudentSetup(model=StudentConfig(backbone=TINY_STUDENT), pretrain=None,
+                             training=DistillConfig(steps=2, batch_size=8)),
     )  # fmt: skip

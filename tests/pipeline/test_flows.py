@@ -4,14 +4,18 @@ import json
 
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
 from flows.benchmark import benchmark
+from flows.cli import app as cli
 from flows.distill import distill
 from flows.specialize import specialize
 from tests.pipeline.helpers import app_config, run_flow, small_config
 from tint_core.fewshot.student import load_student
-from tint_core.pipeline.config import SpecializationUnit
+from tint_core.pipeline.config import DistillAppConfig, SpecializationUnit
 from tint_core.pipeline.generation import generate_keys, specialize_keys
+from tint_core.pipeline.presets import digits_distill_config
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -26,9 +30,12 @@ def test_the_application_turns_a_support_folder_into_a_student_loadable_without_
     assert student.predict(images).shape == (4, 3)
     description = json.loads((tmp_path / "student" / "student.json").read_text())
     assert description["classes"] == ["five", "seven", "six"] and description["timm_name"] == "resnet12_tiny"
-    assert len(description["curves"]["kd_loss"]) == config.distill.steps == description["steps"]
+    assert len(description["curves"]["kd_loss"]) == config.student.training.steps == description["steps"]
     report = (tmp_path / "student" / "report.md").read_text()
     assert "| six | 2 |" in report and "12 synthetic images labelled by the teacher" in report
+    for name in ("five", "six", "seven"):  # each class's strip: supports, reconstructions, TINT samples
+        assert f"![class {name}](pictures/{name}.png)" in report
+        assert Image.open(tmp_path / "student" / "pictures" / f"{name}.png").size[0] > 100
     # The backbone alone is a plain timm model: its tensors load into timm.create_model.
     import timm
     from safetensors.torch import load_file
@@ -41,6 +48,43 @@ def test_the_application_turns_a_support_folder_into_a_student_loadable_without_
     again = run_flow(distill, config)
     assert again.executed() == {"export-student": 1}  # every pipeline step reused
     assert load_student(again.outcome.student).predict(images).equal(student.predict(images))
+
+
+def test_the_digits_preset_runs_the_application_on_a_cpu_and_a_second_run_is_all_cached(tmp_path, support_folder):
+    # The preset as a person runs it, shortened with --set (fewer steps, one pre-training epoch) to suit a test.
+    sets = ["store=" + str(tmp_path / "store"), "generator.specialization.textual_inversion.steps=4",
+            "generator.specialization.null_text.num_steps=3", "generator.generation.images_per_class=6",
+            "teacher.pretrain.epochs=1", "student.pretrain.epochs=1", "student.training.steps=4"]  # fmt: skip
+    output = tmp_path / "student"
+    result = CliRunner().invoke(cli, ["distill", str(support_folder), str(output), "--preset", "digits",
+                                      *[item for value in sets for item in ("--set", value)]])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    description = json.loads((output / "student.json").read_text())
+    assert description["timm_name"] == "resnet12_tiny" and description["input_size"] == 16
+    assert description["classes"] == ["five", "seven", "six"] and description["steps"] == 4
+    assert sorted(path.name for path in (output / "pictures").iterdir()) == ["five.png", "seven.png", "six.png"]
+    assert "18 synthetic images labelled by the teacher" in (output / "report.md").read_text()
+    # The backbones were prepared on the base digits as the benchmark prepares them: the same cached steps.
+    store = ArtifactStore(str(tmp_path / "store"))
+    assert len(store.list(step="backbone")) == 2 and len(store.list(step="dataset")) == 1
+
+    settings = digits_distill_config(str(support_folder), str(output)).with_overrides(sets)
+    again = run_flow(distill, settings)
+    assert again.executed() == {"export-student": 1}  # the command's configuration is the preset's: all reused
+
+
+def test_the_distill_command_refuses_a_preset_and_a_config_together(tmp_path, support_folder):
+    result = CliRunner().invoke(cli, ["distill", str(support_folder), str(tmp_path / "out"), "--preset", "digits",
+                                      "--config", str(tmp_path / "app.yaml")])  # fmt: skip
+    assert result.exit_code == 1 and "give --preset or --config, not both" in result.output
+
+
+def test_preparing_the_backbones_without_base_classes_is_refused():
+    from tint_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs base classes"):
+        DistillAppConfig.from_mapping({"supports": "s", "output": "o", "teacher": {"centre_on_base": True}})
+    assert DistillAppConfig(supports="s", output="o").student.pretrain is None  # the default needs none
 
 
 def test_the_application_needs_at_least_two_classes(tmp_path, support_folder):

@@ -4,6 +4,7 @@
 <output>/student.json          timm name and kwargs, input size, head scale, class names, per-step training curves and
                                the steps taken
 <output>/report.md             supports, their reconstruction quality, synthetic images, teacher agreement
+<output>/pictures/<class>.png  the class's supports, their null-text reconstructions and its first TINT images
 """
 
 from __future__ import annotations
@@ -13,24 +14,34 @@ import os
 from pathlib import Path
 
 from tint_core.fewshot.student import save_student_state
+from tint_core.pipeline.data import load_episode
 from tint_core.pipeline.generation import load_specialization
 from tint_core.pipeline.resources import open_store
+from tint_core.report.strips import class_strip
 from tint_core.store import ArtifactRef
 
 STUDENT_FILE = "student.safetensors"
+PICTURES = "pictures"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, content: str | bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
+    if isinstance(content, bytes):
+        temporary.write_bytes(content)
+    else:
+        temporary.write_text(content)
     os.replace(temporary, path)
 
 
-def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specializations: list[ArtifactRef],
-                   output: str) -> Path:  # fmt: skip
-    """Write the student, its description and a Markdown report into ``output`` (created if needed).
+def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, supports: ArtifactRef,
+                   specializations: list[ArtifactRef], images: list[ArtifactRef], output: str) -> Path:  # fmt: skip
+    """Write the student, its description, a Markdown report and each class's pictures into ``output`` (created
+    if needed).
 
     Each file is written under a temporary name and renamed, so a crash never leaves a half-written student.
+
+    Args:
+        supports: the support set (index-supports); specializations and images: per class, in its order.
 
     Returns:
         The path of the student file; ``tint_core.fewshot.student.load_student`` reads it back.
@@ -49,6 +60,12 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
 
     summary = opened.get(labels)["summary"]
     specs = [load_specialization(opened, ref) for ref in specializations]
+    support_set = load_episode(opened, supports)
+    (folder / PICTURES).mkdir(exist_ok=True)
+    for index, (spec_ref, images_ref) in enumerate(zip(specializations, images, strict=True)):
+        name = support_set.classes[index].name
+        strip, _ = class_strip(opened, name, support_set.class_supports(index), spec_ref, {"tint": images_ref})
+        _write_atomically(folder / PICTURES / f"{name}.png", strip)
     lines = [
         f"# Distilled student: {description['timm_name']}, {len(description['classes'])} classes", "",
         (f"Student file: `{STUDENT_FILE}` (load with `tint_core.fewshot.student.load_student`, or build "
@@ -72,6 +89,8 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, specia
             f"{100 * summary['agreement']:.0f}% in their intended class."
         ),
         f"Distillation: {training['steps']} steps, final {losses}.",
+        "",
+        *[f"![class {spec.class_name}]({PICTURES}/{spec.class_name}.png)" for spec in specs],
     ]
     _write_atomically(folder / "report.md", "\n".join(lines) + "\n")
     return folder / STUDENT_FILE

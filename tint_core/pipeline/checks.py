@@ -12,7 +12,7 @@ from tint_core.diffusion.config import BackboneConfig as DiffusionBackboneConfig
 from tint_core.fewshot.backbones import check_model_name
 from tint_core.fewshot.config import BackboneConfig
 from tint_core.images import ImageReadError
-from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DistillAppConfig, TrainBackboneConfig
+from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DatasetConfig, DistillAppConfig, TrainBackboneConfig
 from tint_core.pipeline.data import check_support_folder, digits_class_counts
 from tint_core.pipeline.resources import open_store, weights_identity
 from tint_core.store import ArtifactStore, StoreError
@@ -21,22 +21,21 @@ from tint_core.store import ArtifactStore, StoreError
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageReadError, StoreError)
 
 
-def split_counts(config: BenchmarkConfig, split: str) -> dict[str, int]:
-    """Class name → images of ``split`` in the benchmark's dataset, found without decoding (or writing) any image.
+def split_counts(dataset: DatasetConfig, split: str) -> dict[str, int]:
+    """Class name → images of ``split`` in the dataset, found without decoding (or writing) any image.
 
     Raises:
         FileNotFoundError: the dataset folder does not exist.
         ValueError: the split is absent or not a split name.
     """
-    if config.dataset.source == DIGITS:
+    if dataset.source == DIGITS:
         return digits_class_counts(split)
-    dataset = FewShotDataset.from_image_folder(config.dataset.source)
-    return dataset.class_counts(split)
+    return FewShotDataset.from_image_folder(dataset.source).class_counts(split)
 
 
 def _check_episodes(config: BenchmarkConfig) -> None:
     episodes = config.episodes
-    counts = split_counts(config, episodes.split)
+    counts = split_counts(config.dataset, episodes.split)
     # The sampler's own checks, on stand-in records: no image is listed twice or read.
     split = canonical_split(episodes.split)
     records = [ImageRecord(f"{name}/{index}", name, split) for name, count in counts.items() for index in range(count)]
@@ -57,7 +56,7 @@ def _check_episodes(config: BenchmarkConfig) -> None:
                              + " and ".join(fixes))  # fmt: skip
     if "base_pool" in config.methods:
         wanted = config.control_images("base_pool") * episodes.n_way
-        base = sum(split_counts(config, "base").values())
+        base = sum(split_counts(config.dataset, "base").values())
         if base < wanted:
             raise ValueError(f"method 'base_pool' draws {wanted} base images per episode, but the base split has "
                              f"{base}: lower controls.base_pool.images_per_class or drop base_pool")  # fmt: skip
@@ -81,7 +80,7 @@ def _check_quality(config: BenchmarkConfig) -> None:
 
 def max_queries(config: BenchmarkConfig) -> int:
     """The most queries per class every class of the split allows next to K supports."""
-    return min(split_counts(config, config.episodes.split).values()) - config.episodes.k_shot
+    return min(split_counts(config.dataset, config.episodes.split).values()) - config.episodes.k_shot
 
 
 def _check_backbone(backbone: BackboneConfig, role: str, pretrained: bool) -> None:
@@ -113,7 +112,7 @@ def check_benchmark(config: BenchmarkConfig) -> None:
     _check_episodes(config)
     _check_quality(config)
     base_needed = config.teacher.pretrain is not None or config.student.pretrain is not None
-    if (base_needed or config.teacher.centre_on_base) and not split_counts(config, "base"):
+    if (base_needed or config.teacher.centre_on_base) and not split_counts(config.dataset, "base"):
         raise ValueError("pre-training needs a base split, and the dataset's is empty")
     if config.needs_generator and config.execution.fan_out == "tasks":  # else the workers load it, not this machine
         _check_diffusion_backbone(config.generator.specialization.backbone)
@@ -137,15 +136,17 @@ def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
     """
     counts = check_support_folder(config.supports)
     _check_diffusion_backbone(config.generator.specialization.backbone)
-    _check_backbone(config.teacher.backbone, "teacher", pretrained=False)
-    _check_backbone(config.student.backbone, "student", pretrained=False)
+    if config.base is not None and not split_counts(config.base, "base"):
+        raise ValueError("base: preparing the teacher and student needs a base split, and the dataset's is empty")
+    _check_backbone(config.teacher.model.backbone, "teacher", config.teacher.pretrain is not None)
+    _check_backbone(config.student.model.backbone, "student", config.student.pretrain is not None)
     _check_store(config.store)
     return counts
 
 
 def check_train_backbone(config: TrainBackboneConfig) -> None:
     """Raise a one-line error for a dataset without a usable base split, a missing image size, or a bad store."""
-    counts = split_counts(BenchmarkConfig(dataset=config.dataset), "base")
+    counts = split_counts(config.dataset, "base")
     if len(counts) < 2:
         raise ValueError(f"the base split has {len(counts)} class(es); training a conditional model needs at least 2")
     config.image_size  # noqa: B018  (raises when the images' size is unknown)

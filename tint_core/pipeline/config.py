@@ -275,15 +275,30 @@ class DistillAppConfig(TintConfig, title="Distil a student"):
     """The application: one folder of support images per class → a distilled student; no queries needed."""
 
     supports: str = Field(description="Folder (local or s3://...) with one subfolder of support images per class.")
-    output: str = Field(description="Local folder receiving student.safetensors, student.json and report.md.")
+    output: str = Field(description="Local folder receiving student.safetensors, student.json, report.md and "
+                        "pictures/.")  # fmt: skip
     store: str = Field("outputs/store", description="Artifact store: a local folder or s3://bucket/prefix.")
     image_size: int | None = Field(
         None, ge=8, le=1024, description="Resize supports to this side on loading (None: they must share a size)."
     )
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="Diffusion specialisation.")
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Few-shot teacher (with its weights).")
-    student: StudentConfig = Field(default_factory=StudentConfig, description="Student architecture and weights.")
-    distill: DistillConfig = Field(default_factory=DistillConfig, description="Distillation on the TINT images.")
+    base: DatasetConfig | None = Field(
+        None, title="Base classes", description="Images of other classes the teacher and student are pre-trained (and "
+        "the teacher centred) on, as the benchmark does; only the base split is read. None: the backbones' weights "
+        "are used as they are.",
+    )
+    teacher: TeacherSetup = Field(default_factory=TeacherSetup, description="Few-shot teacher and its preparation.")
+    student: StudentSetup = Field(
+        default_factory=lambda: StudentSetup(pretrain=None),
+        description="Student, its preparation and its training (the distillation on the TINT images).",
+    )
+
+    @model_validator(mode="after")
+    def _preparation_needs_base(self) -> DistillAppConfig:
+        if self.base is None and (self.teacher.pretrain or self.teacher.centre_on_base or self.student.pretrain):
+            raise ValueError("pre-training or centring a backbone needs base classes: set base (e.g. the digits "
+                             "dataset), or pretrain: null and centre_on_base: false")  # fmt: skip
+        return self
 
 
 class TrainBackboneConfig(TintConfig, title="Train the digits backbone"):

@@ -25,6 +25,7 @@ from tint_core.pipeline.config import (
     BenchmarkConfig,
     ControlsConfig,
     DatasetConfig,
+    DistillAppConfig,
     EpisodeConfig,
     EvaluationConfig,
     GeneratorConfig,
@@ -50,35 +51,63 @@ def digits_generator(ti_steps: int, images_per_class: int, ddim_steps: int) -> G
     )
 
 
+def digits_teacher() -> TeacherSetup:
+    """The digits teacher: pre-trained 15 epochs on base digits 0-4, centred on their mean feature."""
+    return TeacherSetup(model=TeacherConfig(backbone=recipe.teacher_backbone()),
+                        pretrain=recipe.teacher_pretrain(epochs=15), centre_on_base=True)  # fmt: skip
+
+
+def digits_student() -> StudentSetup:
+    """The digits student: pre-trained 15 epochs on base digits 0-4, trained for the common budget."""
+    return StudentSetup(model=StudentConfig(backbone=recipe.student_backbone()),
+                        pretrain=recipe.student_pretrain(epochs=15), training=recipe.training())  # fmt: skip
+
+
+def digits_dataset() -> DatasetConfig:
+    """scikit-learn's bundled digits at the recipe's size."""
+    return DatasetConfig(source="digits", digits_size=recipe.SIZE)
+
+
 def digits_config(store: str, episodes: EpisodeConfig, generator: GeneratorConfig, methods: list[str]) -> BenchmarkConfig:
     """Novel digits with the digits teacher/student recipe (both pre-trained 15 epochs on base digits 0-4)."""
     return BenchmarkConfig(
         store=store,
-        dataset=DatasetConfig(source="digits", digits_size=recipe.SIZE),
+        dataset=digits_dataset(),
         episodes=episodes,
         generator=generator,
-        teacher=TeacherSetup(
-            model=TeacherConfig(backbone=recipe.teacher_backbone()), pretrain=recipe.teacher_pretrain(epochs=15),
-            centre_on_base=True,
-        ),
-        student=StudentSetup(
-            model=StudentConfig(backbone=recipe.student_backbone()), pretrain=recipe.student_pretrain(epochs=15),
-            training=recipe.training(),
-        ),
+        teacher=digits_teacher(),
+        student=digits_student(),
         methods=methods,
         controls=ControlsConfig(augmented_supports=AugmentedSupportsConfig(transforms=recipe.DIGITS_STRONG_AUGMENT)),
         evaluation=EvaluationConfig(target_half_width=0.02),
     )
 
 
+def demo_generator() -> GeneratorConfig:
+    """The demo's specialisation and generation: 100 TI steps, 10 DDIM/NTI steps, 20 images per class."""
+    return digits_generator(ti_steps=100, images_per_class=20, ddim_steps=10)
+
+
 def demo_config(store: str = DEMO_STORE) -> BenchmarkConfig:
     """Eight five-way one-shot episodes of novel digits 5-9: supports only, augmented supports, TI only, TINT at
     α = 1 and 0.5, real pool."""
     return digits_config(
-        store, EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=8, seed=0),
-        digits_generator(ti_steps=100, images_per_class=20, ddim_steps=10),
+        store, EpisodeConfig(split="novel", n_way=5, k_shot=1, n_query=15, episodes=8, seed=0), demo_generator(),
         ["supports_only", "augmented_supports", "ti_only", "tint", "tint@0.5", "real_pool"],
     )  # fmt: skip
+
+
+def digits_distill_config(supports: str, output: str, store: str = DEMO_STORE) -> DistillAppConfig:
+    """The application on a CPU (``tint distill SUPPORTS OUTPUT --preset digits``): the shipped digits backbone with
+    the demo's specialisation, and the digits teacher and student prepared on the base digits 0-4. The store is the
+    demo's, so a demo already run has prepared both backbones; supports are resized to the recipe's size."""
+    return DistillAppConfig(supports=supports, output=output, store=store, image_size=recipe.SIZE,
+                            generator=demo_generator(), base=digits_dataset(), teacher=digits_teacher(),
+                            student=digits_student())  # fmt: skip
+
+
+# ``tint distill --preset NAME``: the application's embedded configurations.
+DISTILL_PRESETS = {"digits": digits_distill_config}
 
 
 def digits_tint_config(k_shot: int, episodes: int, store: str = "outputs/digits-tint/store",

@@ -14,9 +14,8 @@ from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.results import BenchmarkSummary
 from tint_core.pipeline.runs import RunRecord
 from tint_core.report import figures
+from tint_core.report.strips import class_strip
 from tint_core.store import ArtifactRef, ArtifactStore
-
-SAMPLES_SHOWN = 6  # generated images per class and method in a strip
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _timings(store: ArtifactStore, record: RunRecord) -> tuple[list[StageTime], 
 
 
 def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, bytes]], dict[str, list[float]]]:
-    """Supports, reconstructions (with PSNR) and each method's first samples, for every class of the first episode."""
+    """The strip of every class of the first episode, and each class's reconstruction PSNR."""
     first = min(record.episodes, key=int)
     units = [unit for unit in record.units if unit.episode == first]
     if not units:
@@ -106,25 +105,12 @@ def _strips(store: ArtifactStore, record: RunRecord) -> tuple[list[tuple[str, by
     for unit in units:
         for position, (index, spec_ref) in enumerate(zip(unit.classes, unit.specializations, strict=True)):
             name = episode.classes[index].name
-            supports = episode.class_supports(index)
-            rows = [("supports", supports, [f"support {k}" for k in range(len(supports))])]
-            specialization = store.get(spec_ref)
-            if "reconstructions" in specialization.names:
-                recon = specialization["reconstructions"]
-                psnr[name] = [float(value) for value in recon.metadata.column("psnr").to_pylist()]
-                rows.append(("null-text\nreconstruction", recon.tensors(), [f"{v:.1f} dB" for v in psnr[name]]))
-            if name in augmented:
-                copies = store.get(augmented[name])["images"]
-                sources = copies.metadata.column("support").to_pylist()
-                shown = range(min(SAMPLES_SHOWN, len(copies)))
-                rows.append(("augmented\nsupports", [copies.tensor(i) for i in shown],
-                             [f"of support {sources[i]}" for i in shown]))  # fmt: skip
-            for method, refs in unit.images.items():
-                generated = store.get(refs[position])["images"]
-                alphas = generated.metadata.column("alpha").to_pylist()
-                shown = range(min(SAMPLES_SHOWN, len(generated)))
-                rows.append((method, [generated.tensor(i) for i in shown], [f"α {alphas[i]:.2f}" for i in shown]))
-            strips.append((name, figures.class_strip(name, rows)))
+            samples = {method: refs[position] for method, refs in unit.images.items()}
+            strip, values = class_strip(store, name, episode.class_supports(index), spec_ref, samples,
+                                        augmented.get(name))  # fmt: skip
+            strips.append((name, strip))
+            if values:
+                psnr[name] = values
     return strips, psnr
 
 
