@@ -11,7 +11,7 @@ from tint_core.pipeline import history, results
 from tint_core.pipeline.config import BenchmarkConfig, EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.runs import RunRecord, save_run
-from tint_core.report import store_report, to_markdown
+from tint_core.report import pictures_markdown, store_report, to_markdown
 from tint_core.store import ArtifactRef
 
 
@@ -50,10 +50,14 @@ def record_history(config: BenchmarkConfig, summary: results.BenchmarkSummary, r
 
 
 def publish_report(record: RunRecord) -> str:
-    """Save the run's record and its HTML report in the store, attach the report's tables to the flow run as a
-    Markdown artifact; return where the HTML report is."""
+    """Save the run's record and its HTML report in the store, attach the report's tables and the first episode's
+    pictures to the flow run as Markdown artifacts; return where the HTML report is."""
     save_run(record)
     report, location = store_report(record)
     create_markdown_artifact(to_markdown(report, location), key="tint-benchmark-report",
                              description=f"Run report; the full page with pictures is {location}")  # fmt: skip
+    pictures = pictures_markdown(report, location)
+    if pictures is not None:
+        create_markdown_artifact(pictures, key="tint-benchmark-pictures",
+                                 description="Supports, reconstructions and samples of the first episode's classes")  # fmt: skip
     return location

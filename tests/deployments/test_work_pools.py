@@ -15,6 +15,7 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterName,
     FlowRunFilterParentTaskRunId,
@@ -175,6 +176,7 @@ def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(
                 page.get_by_text(name).first.wait_for()
                 page.get_by_text("Completed").first.wait_for()
                 page.screenshot(path=str(ARTIFACTS / "ui-finished-run.png"), full_page=True)
+                pictures = _show_the_pictures(cluster, page, base, run)
                 break
             except Exception as error:  # noqa: BLE001  (reported below, with what the browser showed)
                 page.screenshot(path=str(ARTIFACTS / f"ui-failure-{attempt}.png"), full_page=True)
@@ -189,9 +191,25 @@ def test_a_person_runs_the_benchmark_from_the_deployment_form_in_the_prefect_ui(
     assert run.state.is_completed(), run.state
     assert run.parameters["config"]["episodes"]["episodes"] == 3 and run.labels["prefect.worker.name"] == "cpu-a"
     assert not [url for url in blocked if url.startswith("http://127.0.0.1")]
+    # The first episode's strips show on the run's pictures artifact, as images the browser decoded.
+    assert len(pictures) == config.episodes.n_way and all(width > 100 for _, width in pictures), pictures
     retried = f" after {len(problems)} failed attempts: {' | '.join(problems)}" if problems else ""
     timings.append(f"Prefect UI: custom run submitted from the form, completed on a worker{retried}; screenshots in "
                    f"{ARTIFACTS}")  # fmt: skip
+
+
+def _show_the_pictures(cluster: Cluster, page, base: str, run: FlowRun) -> list[tuple[str, int]]:
+    """Open the run's pictures artifact (the page its Artifacts tab links to); return each image's alt text and
+    decoded width, and keep a screenshot."""
+    with api(cluster), get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]), key=ArtifactFilterKey(any_=["tint-benchmark-pictures"])))  # fmt: skip
+    page.goto(f"{base}/v2/artifacts/artifact/{found[0].id}")
+    page.locator("img[alt^='class ']").first.wait_for()
+    page.wait_for_function("Array.from(document.images).every(image => image.complete)")
+    page.screenshot(path=str(ARTIFACTS / "ui-run-pictures.png"), full_page=True)
+    return page.evaluate("Array.from(document.images).filter(image => image.alt.startsWith('class '))"
+                         ".map(image => [image.alt, image.naturalWidth])")
 
 
 @pytest.fixture(scope="module")

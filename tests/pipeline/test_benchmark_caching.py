@@ -1,6 +1,8 @@
 """The benchmark flow on a real Prefect server: every step cached on its content key, reruns compute exactly what
 changed, and the Prefect cache never outlives (or disagrees with) the artifacts in the store."""
 
+import base64
+import re
 import shutil
 from pathlib import Path
 
@@ -40,10 +42,15 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
 
     artifacts = flow_run_artifacts(first.task_runs[0].flow_run_id)
     assert set(artifacts) == {"tint-benchmark-results", "tint-benchmark-summary", "tint-benchmark-progress",
-                              "tint-benchmark-history", "tint-benchmark-report"}  # fmt: skip
+                              "tint-benchmark-history", "tint-benchmark-report", "tint-benchmark-pictures"}  # fmt: skip
     assert first.outcome.report in artifacts["tint-benchmark-report"].data  # links the HTML report in the store
     assert "| specialize | 6 | 6 |" in artifacts["tint-benchmark-report"].data  # time by stage: 2 episodes × 3 classes
     assert artifacts["tint-benchmark-progress"].data == 100.0
+    # The first episode's strips, one PNG per class embedded in the Markdown the UI renders, and the way to the report.
+    pictures = artifacts["tint-benchmark-pictures"].data
+    strips = re.findall(r"!\[class (\w+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", pictures)
+    assert len(strips) == 3 and all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in strips)
+    assert f"tint report {config.store} " in pictures and first.outcome.report in pictures
     assert "| student: tint |" in artifacts["tint-benchmark-summary"].data
     assert first.outcome.results.key in artifacts["tint-benchmark-summary"].data
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.runs import RunRecord
 from tint_core.report.data import RunReport, collect_report
-from tint_core.report.render import to_html, to_markdown
+from tint_core.report.render import pictures_markdown, to_html, to_markdown
 
 REPORTS = "reports"
 
-__all__ = ["REPORTS", "RunReport", "collect_report", "store_report", "to_html", "to_markdown", "write_report"]
+__all__ = ["REPORTS", "RunReport", "collect_report", "pictures_markdown", "store_report", "to_html",
+           "to_markdown", "write_report"]
 
 
 def store_report(record: RunRecord) -> tuple[RunReport, str]:

@@ -31,8 +31,13 @@ def _table(header: list[str], rows: list[list[object]], table_id: str = "") -> s
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def data_uri(png: bytes) -> str:
+    """A PNG as a data URI: the HTML report and the Prefect UI's Markdown artifacts both show it offline."""
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
 def _image(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+    return f'<img alt="{html.escape(alt)}" src="{data_uri(data)}">'
 
 
 def _variance_rows(report: RunReport) -> list[list[object]]:
@@ -128,6 +133,24 @@ def to_markdown(report: RunReport, location: str) -> str:
     lines += [f"| {stage} | {count} | {made} | {seconds} |" for stage, count, made, seconds in _time_rows(report)]
     if report.history is not None:
         lines += ["", "### History of this configuration", "", history_markdown(report.history)]
-    lines += ["", (f"Full report with pictures: `{location}` (re-render: `tint report {report.record.config.store} "
-                   f"{report.record.run_id}`).")]  # fmt: skip
+    lines += ["", _reopen(report, location)]
+    return "\n".join(lines) + "\n"
+
+
+def _reopen(report: RunReport, location: str) -> str:
+    return (f"Full report with pictures: `{location}` (re-render: `tint report {report.record.config.store} "
+            f"{report.record.run_id}`).")
+
+
+def pictures_markdown(report: RunReport, location: str) -> str | None:
+    """The first episode's picture strips as Markdown with embedded PNGs (a Prefect artifact shows them on the run's
+    page), and how to open the full report; None when the run generated no images."""
+    if not report.strips:
+        return None
+    first = min(report.record.episodes, key=int)
+    lines = [f"## Pictures of episode {first}", "",
+             "Per class: its supports, their null-text reconstructions (PSNR), augmented copies and each method's "
+             "first samples.", ""]  # fmt: skip
+    lines += [f"![class {name}]({data_uri(strip)})\n" for name, strip in report.strips]
+    lines.append(_reopen(report, location))
     return "\n".join(lines) + "\n"
