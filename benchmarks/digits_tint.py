@@ -64,7 +64,7 @@ def run(k_shot: int, episodes: int, args: argparse.Namespace) -> tuple[Benchmark
     if args.steps is not None:  # another budget, still the same for every method
         config = config.updated(student=config.student.updated(training=config.student.training.updated(
             steps=args.steps)))  # fmt: skip
-    state = benchmark(config, return_state=True)
+    state = benchmark(config=config, return_state=True)
     outcome = state.result()
     wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
     return outcome, time.perf_counter() - started, time.process_time() - cpu

@@ -27,7 +27,7 @@ from tasks.results import publish_report, publish_results, read_summary, record_
 from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
 from tint_core.pipeline.history import series_id
-from tint_core.pipeline.presets import demo_config
+from tint_core.pipeline.requests import BenchmarkRequest
 from tint_core.pipeline.results import BenchmarkSummary, verdict
 from tint_core.pipeline.runs import RunRecord, UnitRecord
 from tint_core.store import ArtifactRef
@@ -91,17 +91,22 @@ def _dispatch(submit: Submissions, steps: StepTasks, config: BenchmarkConfig, ep
     return waits
 
 
-DEMO = demo_config()  # the flow's default parameter: the main job's embedded defaults
-
-
 # Heavy steps take turns on their device's own thread (tasks.runtime.on_device); the threads let light steps, cache checks and
 # waits for workers' deployment runs proceed meanwhile, so their number bounds the units dispatched at once.
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
-def benchmark(config: BenchmarkConfig = DEMO) -> BenchmarkOutcome:
+def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfig | None = None) -> BenchmarkOutcome:  # noqa: B008
     """Score supports-only, control, TI-only, TINT and real-pool students on the same episodes, under one training
-    budget; summarise with intervals, paired gains and image-set quality."""
+    budget; summarise with intervals, paired gains and image-set quality.
+
+    Args:
+        run: the preset and the choices that differ between runs (N, K, Q, episodes, methods, store, where units
+            run), and overrides of any other field.
+        config: advanced: a whole configuration (a YAML file's content) in place of the preset; the run's choices
+            still apply over it.
+    """
     logger = get_run_logger()
     started = datetime.now(timezone.utc)
+    config = run.resolve(config)
     check_benchmark(config)  # one-line errors before any work, nothing written
     steps, store, episodes = StepTasks(config.store), config.store, config.episodes
     submit = Submissions()

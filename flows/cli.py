@@ -79,7 +79,7 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
     quiet_terminal(verbose=verbose, random_backbone=source in RANDOM_BACKBONES)
     started = time.perf_counter()
     with _flow_progress():
-        state = benchmark(config, return_state=True)
+        state = benchmark(config=config, return_state=True)
     try:
         outcome: BenchmarkOutcome = state.result()
     except Exception as error:
@@ -168,9 +168,10 @@ def distill(
         from flows.distill import DistillOutcome
         from flows.distill import distill as distill_flow
         from flows.records import wait_for_task_runs
+        from tint_core.pipeline.requests import DistillRequest
 
         quiet_terminal()
-        state = distill_flow(settings, return_state=True)
+        state = distill_flow(DistillRequest.of(settings), settings, return_state=True)
         try:
             outcome: DistillOutcome = state.result()
         except Exception as error:

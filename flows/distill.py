@@ -17,6 +17,7 @@ from flows.records import Submissions
 from tasks import StepTasks
 from tint_core.pipeline.checks import check_distill_app
 from tint_core.pipeline.config import DistillAppConfig
+from tint_core.pipeline.requests import DistillRequest
 
 METHOD = "tint"
 
@@ -30,8 +31,14 @@ class DistillOutcome(BaseModel):
 
 
 @flow(name="distill")
-def distill(config: DistillAppConfig) -> DistillOutcome:
-    """Distil a student from a folder of support images (one subfolder per class) through TINT images."""
+def distill(run: DistillRequest, config: DistillAppConfig | None = None) -> DistillOutcome:
+    """Distil a student from a folder of support images (one subfolder per class) through TINT images.
+
+    Args:
+        run: the supports, the output folder, a preset, the store, and overrides of any other field.
+        config: advanced: a whole configuration (a YAML file's content) in place of the preset.
+    """
+    config = run.resolve(config)
     counts = check_distill_app(config)  # one-line errors before any work, nothing written
     steps, store, submit = StepTasks(config.store), config.store, Submissions()
     supports = submit(steps.index_support_set, store, config.supports, config.image_size)

@@ -13,7 +13,9 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from prefect.utilities.templating import apply_values, find_placeholders
 
+from tint_core.pipeline.config import ExecutionConfig
 from tint_core.pipeline.presets import demo_config
+from tint_core.pipeline.requests import BenchmarkRequest
 
 REPO = Path(__file__).parents[2]
 DEPLOYMENTS = REPO / "deployments"
@@ -24,13 +26,16 @@ def prefect_yaml() -> dict:
     return yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())
 
 
-def test_the_deployments_default_parameters_are_the_demo_with_a_shared_store():
+def test_the_deployments_default_parameters_are_the_demo_on_the_gpu_pool_with_a_shared_store():
     spec = prefect_yaml()
-    expected = demo_config().model_dump(mode="json")
-    assert {**spec["definitions"]["demo"], "store": expected["store"], "execution": expected["execution"]} == expected
     benchmark = next(d for d in spec["deployments"] if d["name"] == "tint-benchmark")
-    assert benchmark["parameters"]["config"]["store"] == "{{ $TINT_STORE }}"
-    assert benchmark["parameters"]["config"]["execution"]["fan_out"] == "deployments"
+    run = BenchmarkRequest.model_validate({**benchmark["parameters"]["run"], "store": "s3://bucket/tint"})
+    config = run.resolve()
+    assert config == demo_config("s3://bucket/tint").updated(execution=ExecutionConfig(fan_out="deployments"))
+    weekly = next(s for s in benchmark["schedules"] if s["slug"] == "weekly-large")["parameters"]["run"]
+    large = BenchmarkRequest.model_validate({**weekly, "store": "s3://bucket/tint"}).resolve()
+    assert large.episodes.episodes == 100 and large.execution.units_per_run == 4 and large.generator == config.generator
+    assert benchmark["parameters"]["run"]["store"] == "{{ $TINT_STORE }}"
     assert {d["name"]: d["work_pool"]["name"] for d in spec["deployments"]} == {
         "tint-benchmark": "tint-cpu", "tint-specialize": "tint-gpu", "tint-distill": "tint-gpu"}  # fmt: skip
     assert (REPO / "prefect.yaml").resolve() == (DEPLOYMENTS / "prefect.yaml").resolve()  # deploy from the root

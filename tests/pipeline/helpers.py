@@ -10,58 +10,24 @@ from dataclasses import dataclass
 import torch
 from prefect import Flow
 
-from tint_core.diffusion.config import (
-    BackboneConfig,
-    GenerationConfig,
-    NullTextConfig,
-    SpecializationConfig,
-    TextualInversionConfig,
-)
-from tint_core.fewshot import backbones
-from tint_core.fewshot.config import DistillConfig, PretrainConfig, StudentConfig, TeacherConfig
-from tint_core.pipeline import (
-    BenchmarkConfig,
-    DistillAppConfig,
-    GeneratorConfig,
-    StudentSetup,
-    TeacherSetup,
-    demo_config,
-)
+from tint_core.fewshot.config import DistillConfig, StudentConfig, TeacherConfig
+from tint_core.pipeline import BenchmarkConfig, DistillAppConfig, StudentSetup, TeacherSetup
+from tint_core.pipeline.presets import smoke_config
 
 torch.set_num_threads(1)  # tiny models: a second thread gains little and fights the flow's worker threads
 
 timings: list[str] = []  # one line per labelled run, printed at the end of the session
 
-TINY_TEACHER = backbones.BackboneConfig(name="tint_convnet_tiny", input_size=16,
-                                        model_kwargs={"img_size": 16, "global_pool": "flatten"})  # fmt: skip
-TINY_STUDENT = backbones.BackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
-TINY_GENERATOR = GeneratorConfig(
-    specialization=SpecializationConfig(
-        backbone=BackboneConfig(source="tiny", device="cpu"),
-        textual_inversion=TextualInversionConfig(steps=3, warmup_steps=1),
-        null_text=NullTextConfig(num_steps=3, inner_steps=2),
-    ),
-    generation=GenerationConfig(images_per_class=4),
-)
-
 
 def small_config(store: str, **changes: object) -> BenchmarkConfig:
-    """The demo's shape at test scale: 3-way 1-shot, 4 queries, 2 episodes, the four base methods, seconds per run."""
-    base = demo_config(store)
-    config = base.updated(
-        methods=["supports_only", "ti_only", "tint", "real_pool"],
-        episodes=base.episodes.updated(n_way=3, n_query=4, episodes=2),
-        generator=TINY_GENERATOR,
-        teacher=TeacherSetup(
-            model=TeacherConfig(backbone=TINY_TEACHER), pretrain=PretrainConfig(epochs=1), centre_on_base=True
-        ),
-        student=StudentSetup(
-            model=StudentConfig(backbone=TINY_STUDENT),
-            pretrain=PretrainConfig(epochs=1),
-            training=DistillConfig(steps=3, batch_size=16),
-        ),
-    )
+    """The smoke preset (the demo's shape at test scale on tiny random-weight models) in ``store``."""
+    config = smoke_config(store)
     return config.updated(**changes) if changes else config
+
+
+_SMOKE = smoke_config("unused")
+TINY_GENERATOR, TINY_TEACHER, TINY_STUDENT = (_SMOKE.generator, _SMOKE.teacher.model.backbone,
+                                              _SMOKE.student.model.backbone)  # fmt: skip
 
 
 @dataclass
@@ -81,12 +47,12 @@ class Run:
         return all(run.state.name == "Cached" for run in self.task_runs)
 
 
-def run_flow(flow: Flow, *args: object, label: str | None = None) -> Run:
+def run_flow(flow: Flow, *args: object, label: str | None = None, **kwargs: object) -> Run:
     """Run a flow, then wait until Prefect has recorded every task run it submitted in a final state."""
     from flows.records import wait_for_task_runs
 
     started = time.perf_counter()
-    state = flow(*args, return_state=True)
+    state = flow(*args, **kwargs, return_state=True)
     outcome = state.result()
     runs = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
     seconds = time.perf_counter() - started

@@ -104,7 +104,7 @@ def test_the_main_job_reports_a_bad_configuration_file_in_one_line(case, tmp_pat
 
 def test_the_flow_itself_refuses_bad_input_before_any_task(tmp_path, prefect_server):
     config = small_config(str(tmp_path / "store")).updated(dataset={"source": str(tmp_path / "gone")})
-    state = main_job.benchmark(config, return_state=True)
+    state = main_job.benchmark(config=config, return_state=True)
     assert state.is_failed()
     with pytest.raises(FileNotFoundError, match="dataset folder .*gone does not exist"):
         state.result()

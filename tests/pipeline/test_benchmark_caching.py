@@ -33,7 +33,7 @@ ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize"
 
 def test_a_second_identical_run_recomputes_nothing(tmp_path):
     config = small_config(str(tmp_path / "store"))
-    first = run_flow(benchmark, config, label="first run (2 episodes, 3-way)")
+    first = run_flow(benchmark, config=config, label="first run (2 episodes, 3-way)")
     assert {run.name.rsplit("-", 1)[0] for run in first.task_runs} == ALL_STEPS
     assert all(run.state.is_completed() for run in first.task_runs) and not first.all_cached
     # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 real pool, 1 teacher score,
@@ -54,7 +54,7 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     assert "| student: tint |" in artifacts["tint-benchmark-summary"].data
     assert first.outcome.results.key in artifacts["tint-benchmark-summary"].data
 
-    second = run_flow(benchmark, config, label="identical second run")
+    second = run_flow(benchmark, config=config, label="identical second run")
     assert len(second.task_runs) == len(first.task_runs) and second.all_cached
     assert second.outcome.results == first.outcome.results and second.outcome.summary == first.outcome.summary
     assert set(second.outcome.summary.methods) == {"supports_only", "ti_only", "tint", "real_pool"}
@@ -69,8 +69,8 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
 
 def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(tmp_path):
     config = small_config(str(tmp_path / "store"))
-    run_flow(benchmark, config)
-    more = run_flow(benchmark, config.updated(episodes=config.episodes.updated(episodes=3)), label="E 2 → 3")
+    run_flow(benchmark, config=config)
+    more = run_flow(benchmark, config=config.updated(episodes=config.episodes.updated(episodes=3)), label="E 2 → 3")
     assert more.executed() == {"sample-episode": 1, "specialize": 1, "generate": 2, "pool": 1, "score-teacher": 1,
                                "label": 3, "quality": 3, "distill": 4, "evaluate": 4, "aggregate": 1}  # fmt: skip
     assert [run.name for run in more.task_runs if run.name.startswith("sample-episode") and run.state.name != "Cached"
@@ -80,9 +80,9 @@ def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggrega
 
 def test_changing_only_the_generation_reruns_generation_and_what_follows_it(tmp_path):
     config = small_config(str(tmp_path / "store"))
-    run_flow(benchmark, config)
+    run_flow(benchmark, config=config)
     generator = config.generator.updated(generation=config.generator.generation.updated(images_per_class=5))
-    changed = run_flow(benchmark, config.updated(generator=generator), label="generation changed")
+    changed = run_flow(benchmark, config=config.updated(generator=generator), label="generation changed")
     # per episode: both image sets, and the two generated methods' labels, qualities, students and scores
     assert changed.executed() == {"generate": 4, "label": 4, "quality": 4, "distill": 4, "evaluate": 4,
                                   "aggregate": 1}  # fmt: skip
@@ -95,12 +95,12 @@ def _specializations(store: ArtifactStore) -> list:
 def test_deleting_one_class_specialization_reruns_only_its_producer(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url, unit="class")
-    run_flow(benchmark, config)
+    run_flow(benchmark, config=config)
     store = ArtifactStore(url)
     victim = _specializations(store)[0]
     shutil.rmtree(Path(url) / "artifacts" / victim.key)
 
-    again = run_flow(benchmark, config, label="one class's specialisation deleted")
+    again = run_flow(benchmark, config=config, label="one class's specialisation deleted")
     # Recomputed into the same bytes (seeded, deterministic), so nothing downstream has to change.
     assert again.executed() == {"specialize": 1}
     assert store.ref(victim.key).digest == victim.digest
@@ -109,7 +109,7 @@ def test_deleting_one_class_specialization_reruns_only_its_producer(tmp_path):
 def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url, unit="class")
-    first = run_flow(benchmark, config)
+    first = run_flow(benchmark, config=config)
     store = ArtifactStore(url)
     victim = _specializations(store)[0]
     parts = store.get(victim.key).load()
@@ -117,7 +117,7 @@ def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(
     shutil.rmtree(Path(url) / "artifacts" / victim.key)
     store.put(victim.key, parts, step=victim.step, params=victim.params, inputs=victim.inputs)
 
-    again = run_flow(benchmark, config, label="one specialisation recomputed differently")
+    again = run_flow(benchmark, config=config, label="one specialisation recomputed differently")
     # Its unit task (record refreshed) and that class's two image sets run again. TI-only images ignore the null
     # embeddings, so they come out byte for byte the same and their labels and student stay cached: only TINT's
     # labels, image-set quality, student and score follow, then the aggregate.
@@ -129,7 +129,7 @@ def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(
 def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url)
-    first = run_flow(benchmark, config)
+    first = run_flow(benchmark, config=config)
     store = ArtifactStore(url)
     victim = store.list(step="generate")[0]
     part = Path(url) / "artifacts" / victim.key / victim.part_path("images")
@@ -137,7 +137,7 @@ def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
     data[len(data) // 2] ^= 0xFF  # one flipped byte: same size, wrong digest
     part.write_bytes(bytes(data))
 
-    again = run_flow(benchmark, config, label="one image set corrupted")
+    again = run_flow(benchmark, config=config, label="one image set corrupted")
     assert again.executed() == {"generate": 1}  # the unit producing it, into the same bytes
     assert store.ref(victim.key).digest == victim.digest and store.verify().ok
     quarantined = list((Path(url) / "quarantine").iterdir())
@@ -148,7 +148,7 @@ def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
 def test_every_student_method_trained_the_same_number_of_steps(tmp_path):
     config = small_config(str(tmp_path / "store"), methods=["supports_only", "augmented_supports", "base_pool", "tint",
                                                               "real_pool"])  # fmt: skip
-    run = run_flow(benchmark, config, label="every method, one budget")
+    run = run_flow(benchmark, config=config, label="every method, one budget")
     record = find_run(config.store, run.outcome.run_id)
     store = ArtifactStore(config.store)
     steps = {(e, method): store.get(ref)["curves"]["steps"] for e, by_method in record.students.items()
@@ -163,18 +163,18 @@ def test_every_student_method_trained_the_same_number_of_steps(tmp_path):
 
 def test_the_controls_are_cached_and_changing_one_controls_m_reruns_only_its_steps(tmp_path):
     config = small_config(str(tmp_path / "store"), methods=["supports_only", "augmented_supports", "base_pool"])
-    first = run_flow(benchmark, config)
+    first = run_flow(benchmark, config=config)
     assert first.executed()["augment-supports"] == 2 and first.executed()["pool"] == 4  # base and real (reference)
-    assert run_flow(benchmark, config, label="controls, second run").all_cached
+    assert run_flow(benchmark, config=config, label="controls, second run").all_cached
 
     controls = config.controls
     more_copies = config.updated(controls=controls.updated(augmented_supports=controls.augmented_supports.updated(
         images_per_class=6)))  # fmt: skip
-    changed = run_flow(benchmark, more_copies, label="augmented_supports M changed")
+    changed = run_flow(benchmark, config=more_copies, label="augmented_supports M changed")
     assert changed.executed() == {"augment-supports": 2, "label": 2, "quality": 2, "distill": 2, "evaluate": 2,
                                   "aggregate": 1}  # fmt: skip
     more_base = config.updated(controls=controls.updated(base_pool=controls.base_pool.updated(images_per_class=6)))
-    changed = run_flow(benchmark, more_base, label="base_pool M changed")
+    changed = run_flow(benchmark, config=more_base, label="base_pool M changed")
     assert changed.executed() == {"pool": 2, "label": 2, "quality": 2, "distill": 2, "evaluate": 2, "aggregate": 1}
     summary = changed.outcome.summary
     assert summary.methods["base_pool"].teacher_agreement is None  # base images are meant for no episode class

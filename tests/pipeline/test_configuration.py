@@ -9,6 +9,7 @@ import pytest
 
 from tint_core.pipeline import BenchmarkConfig, DistillAppConfig
 from tint_core.pipeline.presets import demo_config, demo_yaml
+from tint_core.pipeline.requests import BenchmarkRequest, DistillRequest
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -109,16 +110,16 @@ def test_each_lazy_export_is_its_home_modules_object(package):
         opened.load_backbones  # noqa: B018
 
 
-@pytest.mark.parametrize("model", [BenchmarkConfig, DistillAppConfig])
+@pytest.mark.parametrize("model", [BenchmarkConfig, DistillAppConfig, BenchmarkRequest, DistillRequest])
 def test_every_section_and_field_of_the_form_has_a_human_title(model):
     schema = model.model_json_schema()
-    sections = {name: definition["title"] for name, definition in schema["$defs"].items()}
+    sections = {name: definition["title"] for name, definition in schema.get("$defs", {}).items()}
     # No class names: "Where units run", not "ExecutionConfig" (two BackboneConfig classes get qualified names).
     assert not [title for name, title in sections.items() if title == name.rsplit("__", 1)[-1]
                 or title.endswith(("Config", "Setup", "Model")) or "_" in title], sections  # fmt: skip
     assert sections.get("ExecutionConfig", "Where units run") == "Where units run"
-    assert schema["title"] in ("Benchmark", "Distil a student")
-    for definition in [schema, *schema["$defs"].values()]:
+    assert schema["title"] in ("Benchmark", "Distil a student", "Benchmark run")
+    for definition in [schema, *schema.get("$defs", {}).values()]:
         for name, field in definition["properties"].items():
             title = field.get("title")  # a section's field shows its section's title
             assert title is None and "$ref" in field or title and "_" not in title and title[0].isupper(), name
@@ -128,3 +129,36 @@ def test_every_section_and_field_of_the_form_has_a_human_title(model):
             "Classes per episode (N)", "Supports per class (K)", "Queries per class (Q)"]  # fmt: skip
         assert schema["$defs"]["AugmentConfig"]["properties"]["hflip_probability"]["title"] == \
             "Horizontal flip probability"  # fmt: skip
+
+
+def test_a_run_request_is_its_preset_with_the_persons_choices_and_overrides():
+    from tint_core.pipeline.presets import smoke_config
+    from tint_core.pipeline.requests import BenchmarkRequest
+
+    assert BenchmarkRequest().resolve() == demo_config()
+    request = BenchmarkRequest(preset="smoke", n_way=4, episodes=3, methods=["supports_only", "tint"], store="s",
+                               fan_out="deployments", overrides=["evaluation.target_half_width=0.05"])  # fmt: skip
+    smoke = smoke_config("s")
+    assert request.resolve() == smoke.updated(
+        episodes=smoke.episodes.updated(n_way=4, episodes=3), methods=["supports_only", "tint"],
+        execution=smoke.execution.updated(fan_out="deployments"),
+        evaluation=smoke.evaluation.updated(target_half_width=0.05),
+    )  # fmt: skip
+    # A whole configuration replaces the preset; the choices still apply over it.
+    assert BenchmarkRequest(k_shot=5).resolve(smoke).episodes == smoke.episodes.updated(k_shot=5)
+    assert BenchmarkRequest().resolve(smoke) == smoke
+
+
+def test_a_run_request_refuses_bad_choices_in_one_line():
+    from tint_core.config import ConfigError
+    from tint_core.pipeline.requests import BenchmarkRequest, DistillRequest
+
+    with pytest.raises(ConfigError, match="unknown field 'evaluation.half_width'"):
+        BenchmarkRequest(overrides=["evaluation.half_width=0.05"]).resolve()
+    with pytest.raises(ConfigError, match="greater than or equal to 2"):
+        BenchmarkRequest.from_mapping({"episodes": 1})
+    with pytest.raises(ConfigError, match="unknown method 'tnt'"):
+        BenchmarkRequest.from_mapping({"methods": ["tnt"]})
+    digits = DistillRequest(supports="in", output="out", preset="digits", store="s").resolve()
+    assert digits.base is not None and digits.store == "s" and digits.generator.specialization.backbone.source == "digits"
+    assert DistillRequest(supports="in", output="out").resolve() == DistillAppConfig(supports="in", output="out")

@@ -16,6 +16,7 @@ from tint_core.fewshot.student import load_student
 from tint_core.pipeline.config import DistillAppConfig, SpecializationUnit
 from tint_core.pipeline.generation import generate_keys, specialize_keys
 from tint_core.pipeline.presets import digits_distill_config
+from tint_core.pipeline.requests import DistillRequest
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 def test_the_application_turns_a_support_folder_into_a_student_loadable_without_the_pipeline(tmp_path,
                                                                                              support_folder):  # fmt: skip
     config = app_config(tmp_path, support_folder)
-    first = run_flow(distill, config, label="distill application")
+    first = run_flow(distill, DistillRequest.of(config), config, label="distill application")
     student = load_student(first.outcome.student)
     images = torch.rand(4, 3, 16, 16)
     assert student.predict(images).shape == (4, 3)
@@ -45,7 +46,7 @@ def test_the_application_turns_a_support_folder_into_a_student_loadable_without_
     backbone.load_state_dict({name[len("extractor.backbone."):]: value for name, value in tensors.items()
                               if name.startswith("extractor.backbone.")})  # fmt: skip
 
-    again = run_flow(distill, config)
+    again = run_flow(distill, DistillRequest.of(config), config)
     assert again.executed() == {"export-student": 1}  # every pipeline step reused
     assert load_student(again.outcome.student).predict(images).equal(student.predict(images))
 
@@ -69,7 +70,7 @@ def test_the_digits_preset_runs_the_application_on_a_cpu_and_a_second_run_is_all
     assert len(store.list(step="backbone")) == 2 and len(store.list(step="dataset")) == 1
 
     settings = digits_distill_config(str(support_folder), str(output)).with_overrides(sets)
-    again = run_flow(distill, settings)
+    again = run_flow(distill, DistillRequest.of(settings), settings)
     assert again.executed() == {"export-student": 1}  # the command's configuration is the preset's: all reused
 
 
@@ -92,7 +93,8 @@ def test_the_application_needs_at_least_two_classes(tmp_path, support_folder):
 
     shutil.rmtree(support_folder / "six")
     shutil.rmtree(support_folder / "seven")
-    state = distill(app_config(tmp_path, support_folder), return_state=True)
+    config = app_config(tmp_path, support_folder)
+    state = distill(DistillRequest.of(config), config, return_state=True)
     with pytest.raises(ValueError, match="1 class subfolder"):
         state.result()
     assert not (tmp_path / "store").exists()
@@ -105,7 +107,7 @@ def specialize_keys_refs(store: ArtifactStore, url: str, episode, classes, gener
 def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_path):
     url = str(tmp_path / "store")
     config = small_config(url, unit="class")
-    outcome = run_flow(benchmark, config).outcome
+    outcome = run_flow(benchmark, config=config).outcome
     store = ArtifactStore(url)
     episode = next(m for m in store.list(step="episode") if m.params["episode_id"] == 0)
     episode_ref = store.ref(episode.key)

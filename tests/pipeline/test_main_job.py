@@ -52,7 +52,7 @@ def test_every_task_run_of_the_main_job_is_recorded_before_it_exits(tmp_path):
 def test_the_flow_on_s3_shares_its_cache_with_a_fresh_prefect_home(prefect_server, s3_url, s3_env, tmp_path):
     # Two methods: every image moto serves goes through one lock, and real_pool alone would double the reads.
     config = small_config(s3_url, methods=["supports_only", "tint"])
-    first = run_flow(benchmark, config, label="on S3 (moto)")
+    first = run_flow(benchmark, config=config, label="on S3 (moto)")
     assert not first.all_cached
     bucket, prefix = s3_url[len("s3://") :].split("/", 1)
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

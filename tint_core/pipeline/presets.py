@@ -4,7 +4,9 @@
 (trained here on digits 0-4 only), the digits teacher/student recipe, a local store, CPU; five-way one-shot episodes
 of the novel digits 5-9. It runs end to end in minutes on two cores. ``digits_tint_config`` is the experiment of
 benchmarks/digits_tint.py: the same data, every method and control, settings closer to SPEC. Every student trains for
-the same budget of steps (``tint_core.fewshot.digits_recipe.training``).
+the same budget of steps (``tint_core.fewshot.digits_recipe.training``). ``smoke_config`` is the pipeline end to end
+in seconds on tiny random-weight models (a check that a server, its workers and the store work; its numbers mean
+nothing). ``BENCHMARK_PRESETS`` names them for the run form and ``tint benchmark --preset``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from tint_core.diffusion.config import (
     TextualInversionConfig,
 )
 from tint_core.fewshot import digits_recipe as recipe
-from tint_core.fewshot.config import StudentConfig, TeacherConfig
+from tint_core.fewshot.config import BackboneConfig as FeatureBackboneConfig
+from tint_core.fewshot.config import DistillConfig, PretrainConfig, StudentConfig, TeacherConfig
 from tint_core.pipeline.config import (
     AugmentedSupportsConfig,
     BenchmarkConfig,
@@ -107,7 +110,10 @@ def digits_distill_config(supports: str, output: str, store: str = DEMO_STORE) -
 
 
 # ``tint distill --preset NAME``: the application's embedded configurations.
-DISTILL_PRESETS = {"digits": digits_distill_config}
+DISTILL_PRESETS = {
+    "sd15": lambda supports, output: DistillAppConfig(supports=supports, output=output),
+    "digits": digits_distill_config,
+}
 
 
 def digits_tint_config(k_shot: int, episodes: int, store: str = "outputs/digits-tint/store",
@@ -118,6 +124,41 @@ def digits_tint_config(k_shot: int, episodes: int, store: str = "outputs/digits-
         store, EpisodeConfig(split="novel", n_way=5, k_shot=k_shot, n_query=15, episodes=episodes, seed=seed),
         digits_generator(ti_steps=300, images_per_class=32, ddim_steps=25), list(METHODS_OF_THE_EXPERIMENT),
     )  # fmt: skip
+
+
+def smoke_config(store: str = "outputs/smoke/store") -> BenchmarkConfig:
+    """The demo's shape at test scale, on the tiny random-weight backbone and networks: 3-way 1-shot, 4 queries,
+    2 episodes, supports only, TI only, TINT and the real pool; seconds per run."""
+    base = demo_config(store)
+    generator = GeneratorConfig(
+        specialization=SpecializationConfig(
+            backbone=BackboneConfig(source="tiny", device="cpu"),
+            textual_inversion=TextualInversionConfig(steps=3, warmup_steps=1),
+            null_text=NullTextConfig(num_steps=3, inner_steps=2),
+        ),
+        generation=GenerationConfig(images_per_class=4),
+    )
+    teacher = FeatureBackboneConfig(name="tint_convnet_tiny", input_size=16,
+                                    model_kwargs={"img_size": 16, "global_pool": "flatten"})  # fmt: skip
+    student = FeatureBackboneConfig(name="resnet12_tiny", input_size=16, model_kwargs={"img_size": 16})
+    return base.updated(
+        methods=["supports_only", "ti_only", "tint", "real_pool"],
+        episodes=base.episodes.updated(n_way=3, n_query=4, episodes=2),
+        generator=generator,
+        teacher=TeacherSetup(model=TeacherConfig(backbone=teacher), pretrain=PretrainConfig(epochs=1),
+                             centre_on_base=True),  # fmt: skip
+        student=StudentSetup(model=StudentConfig(backbone=student), pretrain=PretrainConfig(epochs=1),
+                             training=DistillConfig(steps=3, batch_size=16)),  # fmt: skip
+    )
+
+
+# The run form's and `tint benchmark --preset`'s embedded configurations (store: each its own default).
+BENCHMARK_PRESETS = {
+    "demo": demo_config,
+    "digits-experiment": lambda: digits_tint_config(k_shot=1, episodes=10),
+    "sd15": lambda: BenchmarkConfig(),
+    "smoke": smoke_config,
+}
 
 
 def demo_yaml() -> str:
