@@ -21,16 +21,18 @@ class UnitOutcome(BaseModel):
 
 
 @flow(name="specialize")
-def specialize(store: str, units: list[SpecializationUnit], generator: GeneratorConfig,
-               methods: list[Method] | None = None) -> list[UnitOutcome]:  # fmt: skip
+def specialize(store: str, units: list[SpecializationUnit], methods: list[Method] | None = None,
+               generator: GeneratorConfig | None = None) -> list[UnitOutcome]:  # fmt: skip
     """Specialise the backbone to each unit's classes, then generate their images for each generating method.
 
     Args:
         store: the artifact store shared with the parent flow.
         units: episode artifacts (the benchmark's sample-episode step) and the positions of the classes to specialise.
-        generator: backbone, specialisation and generation settings.
         methods: generating methods to sample images for (default: tint): ti_only, tint, tint@<alpha>, tint@random.
+        generator: advanced: backbone, specialisation and generation settings (the benchmark always passes its own;
+            none: the defaults, Stable Diffusion 1.5 as in SPEC).
     """
+    generator = generator if generator is not None else GeneratorConfig()
     steps, logger = StepTasks(store), get_run_logger()
     generating = [method for method in (methods or ["tint"]) if generator_method(method)]
     outcomes = []

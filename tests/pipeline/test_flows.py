@@ -115,7 +115,7 @@ def test_the_specialisation_flow_writes_the_artifacts_the_benchmark_would(tmp_pa
 
     units = [SpecializationUnit(episode=episode_ref, classes=[0, 2]), SpecializationUnit(episode=episode_ref,
                                                                                          classes=[1])]  # fmt: skip
-    unit, single = specialize(url, units, config.generator, ["tint", "ti_only"])
+    unit, single = specialize(url, units, ["tint", "ti_only"], config.generator)
     assert single.specializations == specialize_keys_refs(store, url, episode_ref, [1], config.generator)
     assert [ref.key for ref in unit.specializations] == specialize_keys(url, episode_ref, [0, 2], config.generator)
     for method in ("tint", "ti_only"):
