@@ -223,10 +223,10 @@ def test_a_person_runs_the_benchmark_from_the_short_form_in_the_prefect_ui(clust
             if run is not None else (None, {}, [], []))  # fmt: skip
         browser.close()
     problems += more_problems
-    if run is None or advanced is None:
-        # Seen on this 2-core machine under load: a 503 from the sqlite server on create_flow_run, the V2 deployment
-        # page answering "Not Found". Reported as an expected failure, with every attempt's evidence, not hidden.
-        pytest.xfail(f"the Prefect UI failed {UI_ATTEMPTS} times: " + " | ".join(problems))
+    # A person retries a form the server could not take (seen here under load: a 503 from the sqlite server on
+    # create_flow_run); a form that fails every attempt is a failure, reported with every attempt's evidence.
+    failed = f"the Prefect UI failed {UI_ATTEMPTS} times: " + " | ".join(problems)
+    assert run is not None and advanced is not None, failed
     # The form fits in about two screens (900 px each) and asks for the preset and nine choices before "config".
     assert form["height"] < 2.5 * 900 and form["fields"] == 10, form
     assert run.state.is_completed() and advanced.state.is_completed(), (run.state, advanced.state)

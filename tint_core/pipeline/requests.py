@@ -23,7 +23,7 @@ OVERRIDES_HELP = ("Advanced: KEY=VALUE lines, each a dotted path to any field of
 class BenchmarkRequest(TintConfig, title="Benchmark run"):
     """A benchmark run as a person asks for it: a preset and the few choices that differ between runs."""
 
-    preset: Literal["demo", "digits-experiment", "sd15", "smoke"] = Field(
+    preset: Literal[tuple(BENCHMARK_PRESETS)] = Field(  # type: ignore[valid-type]  (the presets' names)
         "demo",
         description="demo: the main job (digits, CPU, minutes). digits-experiment: every method and control on the "
         "digits. sd15: Stable Diffusion 1.5 and a DINO teacher on a GPU (SPEC; set the dataset and store). smoke: "
@@ -76,7 +76,7 @@ class DistillRequest(TintConfig, title="Distil a student"):
     supports: str = Field(description="Folder (local or s3://...) with one subfolder of support images per class.")
     output: str = Field(description="Local folder receiving student.safetensors, student.json, report.md and "
                         "pictures/.")  # fmt: skip
-    preset: Literal["sd15", "digits"] = Field(
+    preset: Literal[tuple(DISTILL_PRESETS)] = Field(  # type: ignore[valid-type]  (the presets' names)
         "sd15", description="sd15: Stable Diffusion 1.5, a DINO teacher, a ResNet-12 student (GPU; weights in the "
         "local cache). digits: the shipped digits backbone, teacher and student (CPU, minutes).",
     )
