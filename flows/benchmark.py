@@ -20,10 +20,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.console import notify_progress
+from flows.fewshot import submit_episode
 from flows.preparation import prepare_backbones
 from flows.records import Submissions
 from tasks import StepTasks
 from tasks.results import publish_report, publish_results, read_summary, record_history
+from tasks.runtime import set_steps_per_device
 from tint_core.pipeline.checks import check_benchmark, max_queries
 from tint_core.pipeline.config import BenchmarkConfig, generator_method
 from tint_core.pipeline.history import series_id
@@ -91,6 +93,24 @@ def _dispatch(submit: Submissions, steps: StepTasks, config: BenchmarkConfig, ep
     return waits
 
 
+def _dispatch_episodes(submit: Submissions, steps: StepTasks, config: BenchmarkConfig,
+                       episode: dict[str, PrefectFuture], images: dict[str, dict], reference: dict[str, object],
+                       fewshot_args: tuple) -> dict[str, list[PrefectFuture]]:  # fmt: skip
+    """With ``fewshot_fan_out: deployments``, one deployment run per chunk of episodes; per episode, the run it
+    waits for."""
+    execution = config.execution
+    ids = list(episode)
+    if execution.fewshot_fan_out == "tasks":
+        return {e: [] for e in ids}
+    waits: dict[str, list[PrefectFuture]] = {}
+    for start in range(0, len(ids), execution.episodes_per_run):
+        chunk = ids[start : start + execution.episodes_per_run]
+        run = submit(steps.run_episodes_on_workers, execution, config.store, [episode[e] for e in chunk],
+                     [images[e] for e in chunk], [reference[e] for e in chunk], *fewshot_args)  # fmt: skip
+        waits |= {e: [run] for e in chunk}
+    return waits
+
+
 # Heavy steps take turns on their device's own thread (tasks.runtime.on_device); the threads let light steps, cache checks and
 # waits for workers' deployment runs proceed meanwhile, so their number bounds the units dispatched at once.
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
@@ -108,6 +128,7 @@ def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfi
     started = datetime.now(timezone.utc)
     config = run.resolve(config)
     check_benchmark(config)  # one-line errors before any work, nothing written
+    set_steps_per_device(config.execution.steps_per_device)
     steps, store, episodes = StepTasks(config.store), config.store, config.episodes
     submit = Submissions()
 
@@ -161,25 +182,21 @@ def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfi
             if method in config.methods:
                 images[e][method] = [future]
 
-    # 4. per episode: the teacher's score; per method: soft labels, image-set quality, the student, its score
-    teacher_scores = {}
-    labels, quality, students, scores = ({e: {} for e in ids} for _ in range(4))
-    k = config.evaluation.quality_k
-    for e in ids:
-        teacher_scores[e] = submit(steps.score_teacher, store, episode[e], teacher, teacher_backbone)
-        for method in config.methods:
-            method_images = images[e].get(method)
-            if method != "supports_only":
-                labels[e][method] = submit(steps.label_images, store, episode[e], method, method_images, teacher,
-                                           teacher_backbone)  # fmt: skip
-                if config.measures_quality:
-                    quality[e][method] = submit(steps.measure_quality, store, episode[e], method, method_images,
-                                                quality_reference[e], teacher, teacher_backbone, k)  # fmt: skip
-            students[e][method] = submit(steps.distill_student, store, episode[e], method, method_images,
-                                         labels[e].get(method), student, student_backbone)  # fmt: skip
-            scores[e][method] = submit(steps.evaluate_student, store, episode[e], students[e][method])
-    logger.info("stage 3: %d students (%s) on %d episodes, %d steps each", len(ids) * len(config.methods),
-                ", ".join(config.methods), len(ids), config.student.training.steps)  # fmt: skip
+    # 4. per episode: the teacher's score; per method: soft labels, image-set quality, the student, its score; on
+    #    workers, these tasks wait for the episodes' deployment runs and find their artifacts in the store (Cached)
+    method_images = {e: {method: images[e].get(method) for method in config.methods} for e in ids}
+    reference = {e: quality_reference.get(e) if config.measures_quality else None for e in ids}
+    fewshot_args = (teacher, student, teacher_backbone, student_backbone, config.evaluation.quality_k)
+    on_workers_fewshot = _dispatch_episodes(submit, steps, config, episode, method_images, reference, fewshot_args)
+    work = {e: submit_episode(steps, submit, store, episode[e], method_images[e], reference[e], *fewshot_args,
+                              wait_for=on_workers_fewshot[e]) for e in ids}  # fmt: skip
+    teacher_scores = {e: work[e].teacher_score for e in ids}
+    labels, quality = {e: work[e].labels for e in ids}, {e: work[e].quality for e in ids}
+    students, scores = {e: work[e].students for e in ids}, {e: work[e].scores for e in ids}
+    logger.info("stage 3: %d students (%s) on %d episodes, %d steps each (%s)", len(ids) * len(config.methods),
+                ", ".join(config.methods), len(ids), config.student.training.steps,
+                "on workers of " + config.execution.fewshot_deployment if any(on_workers_fewshot.values())
+                else "as tasks")  # fmt: skip
 
     # 5. fan in
     aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, quality, episodes,

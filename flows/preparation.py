@@ -15,7 +15,8 @@ def prepare_backbones(steps: StepTasks, submit: Submissions, store: str, dataset
                                                                               PrefectFuture | None]:  # fmt: skip
     """The prepare-backbone task runs of the teacher and the student (None where the weights are used as they are)."""
     prepared_teacher = (submit(steps.prepare_backbone, store, dataset, teacher.model.backbone, teacher.pretrain,
-                               teacher.centre_on_base) if teacher.pretrain or teacher.centre_on_base else None)  # fmt: skip
-    prepared_student = (submit(steps.prepare_backbone, store, dataset, student.model.backbone, student.pretrain, False)
-                        if student.pretrain else None)  # fmt: skip
+                               teacher.centre_on_base, teacher.model.compute)
+                        if teacher.pretrain or teacher.centre_on_base else None)  # fmt: skip
+    prepared_student = (submit(steps.prepare_backbone, store, dataset, student.model.backbone, student.pretrain, False,
+                               student.model.compute) if student.pretrain else None)  # fmt: skip
     return prepared_teacher, prepared_student

@@ -24,6 +24,7 @@ class StepTasks:
         self.specialize_unit = configured(generation.specialize_unit)
         self.generate_unit = configured(generation.generate_unit)
         self.run_units_on_workers = configured(dispatch.run_units_on_workers)
+        self.run_episodes_on_workers = configured(dispatch.run_episodes_on_workers)
         self.prepare_backbone = configured(classify.prepare_backbone)
         self.score_teacher = configured(classify.score_teacher)
         self.augment_supports = configured(unlabelled.augment_supports)

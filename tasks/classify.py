@@ -5,8 +5,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
-from tasks.runtime import CPU, STEP_OPTIONS, on_device
-from tint_core.fewshot.config import BackboneConfig, PretrainConfig
+from tasks.runtime import STEP_OPTIONS, on_device
+from tint_core.fewshot.config import BackboneConfig, ComputeConfig, PretrainConfig
 from tint_core.pipeline import application, classify
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef
@@ -14,23 +14,23 @@ from tint_core.store import ArtifactRef
 
 @task(name="prepare-backbone", cache_policy=StoredArtifacts(keys=classify.backbone_keys), **STEP_OPTIONS)
 def prepare_backbone(store: str, dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
-                     centre: bool) -> ArtifactRef:  # fmt: skip
+                     centre: bool, compute: ComputeConfig) -> ArtifactRef:  # fmt: skip
     """Pre-train a teacher's or student's backbone on the base classes and/or measure its mean base feature."""
-    return on_device(CPU, classify.prepare_backbone, store, dataset, backbone, pretrain, centre)
+    return on_device(compute.device, classify.prepare_backbone, store, dataset, backbone, pretrain, centre, compute)
 
 
 @task(name="score-teacher", cache_policy=StoredArtifacts(keys=classify.teacher_score_keys), **STEP_OPTIONS)
 def score_teacher(store: str, episode: ArtifactRef, teacher: TeacherSetup, prepared: ArtifactRef | None
                   ) -> ArtifactRef:  # fmt: skip
     """The teacher's accuracy on an episode's queries."""
-    return on_device(CPU, classify.score_teacher, store, episode, teacher, prepared)
+    return on_device(teacher.model.compute.device, classify.score_teacher, store, episode, teacher, prepared)
 
 
 @task(name="label", cache_policy=StoredArtifacts(keys=classify.label_keys), **STEP_OPTIONS)
 def label_images(store: str, episode: ArtifactRef, method: str, images: list[list[ArtifactRef]] | None,
                  teacher: TeacherSetup, prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
     """The teacher's soft labels for one method's unlabelled images of an episode."""
-    return on_device(CPU, classify.label_images, store, episode, method, images, teacher, prepared)
+    return on_device(teacher.model.compute.device, classify.label_images, store, episode, method, images, teacher, prepared)
 
 
 @task(name="quality", cache_policy=StoredArtifacts(keys=classify.quality_keys), **STEP_OPTIONS)
@@ -38,7 +38,8 @@ def measure_quality(store: str, episode: ArtifactRef, method: str, images: list[
                     reference: list[ArtifactRef], teacher: TeacherSetup, prepared: ArtifactRef | None,
                     k: int) -> ArtifactRef:  # fmt: skip
     """Precision and recall of one method's unlabelled images against the episode classes' real images."""
-    return on_device(CPU, classify.measure_quality, store, episode, method, images, reference, teacher, prepared, k)
+    return on_device(teacher.model.compute.device, classify.measure_quality, store, episode, method, images,
+                     reference, teacher, prepared, k)  # fmt: skip
 
 
 @task(name="distill", cache_policy=StoredArtifacts(keys=classify.distill_keys), **STEP_OPTIONS)
@@ -46,15 +47,16 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
                     labels: ArtifactRef | None, student: StudentSetup,
                     prepared: ArtifactRef | None) -> ArtifactRef:  # fmt: skip
     """Train one method's student on an episode."""
-    ref = on_device(CPU, classify.distill_student, store, episode, method, images, labels, student, prepared)
+    ref = on_device(student.model.compute.device, classify.distill_student, store, episode, method, images, labels,
+                    student, prepared)  # fmt: skip
     get_run_logger().info("distilled the %s student: %s", method, ref.key[:12])
     return ref
 
 
 @task(name="evaluate", cache_policy=StoredArtifacts(keys=classify.evaluate_keys), **STEP_OPTIONS)
-def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef) -> ArtifactRef:
-    """A student's accuracy on the episode's queries."""
-    return on_device(CPU, classify.evaluate_student, store, episode, student)
+def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef, device: str) -> ArtifactRef:
+    """A student's accuracy on the episode's queries, computed on ``device``."""
+    return on_device(device, classify.evaluate_student, store, episode, student, device)
 
 
 @task(name="export-student", cache_policy=NO_CACHE)

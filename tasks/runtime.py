@@ -8,13 +8,14 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger
 
-from tint_core.diffusion.backbone import resolve_device
+from tint_core.devices import resolve_device
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.store import StoreRetryError
 
-CPU = "cpu"  # where the few-shot models (teacher, student) and the controls' augmentation run
-_DEVICES: dict[str, ThreadPoolExecutor] = {}
+CPU = "cpu"  # where the controls' augmentation and the digits backbone's training run
+_DEVICES: dict[str, tuple[ThreadPoolExecutor, int]] = {}  # device → its threads, how many
 _DEVICES_LOCK = threading.Lock()
+_STEPS_PER_DEVICE = 1
 T = TypeVar("T")
 
 
@@ -39,18 +40,34 @@ STEP_OPTIONS: dict[str, Any] = {
 }
 
 
-def on_device(device: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one heavy step on ``device``'s own worker thread (``auto`` resolved) and return its result.
+def set_steps_per_device(steps: int) -> None:
+    """How many heavy steps this process runs side by side on each device (``ExecutionConfig.steps_per_device``);
+    steps already queued finish on the threads they were given."""
+    global _STEPS_PER_DEVICE
+    if steps < 1:
+        raise ValueError(f"steps per device must be at least 1, got {steps}")
+    with _DEVICES_LOCK:
+        _STEPS_PER_DEVICE = steps
 
-    Heavy tasks in this process take turns on a device. They also compute on one thread per device, not on the
-    flow's pool threads: torch's CPU kernels keep a team of threads per calling thread, and the idle team of a
-    finished task would spin and take the cores from the next one (measured here: a digits student trained 3× slower
-    from a pool thread after another pool thread had computed).
+
+def on_device(device: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one heavy step on one of ``device``'s own worker threads (``auto`` resolved) and return its result.
+
+    Heavy tasks in this process take turns on a device, ``set_steps_per_device`` of them at once (one by default).
+    They compute on the device's threads, not on the flow's pool threads: torch's CPU kernels keep a team of threads
+    per calling thread, and the idle team of a finished task would spin and take the cores from the next one
+    (measured here: a digits student trained 3× slower from a pool thread after another pool thread had computed).
     """
     name = str(resolve_device(device))
     with _DEVICES_LOCK:
-        worker = _DEVICES.setdefault(name, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tint-{name}"))
-    return worker.submit(function, *args, **kwargs).result()
+        worker, width = _DEVICES.get(name, (None, 0))
+        if worker is None or width != _STEPS_PER_DEVICE:
+            if worker is not None:
+                worker.shutdown(wait=False)  # its queued steps still run; its threads end after them
+            worker = ThreadPoolExecutor(max_workers=_STEPS_PER_DEVICE, thread_name_prefix=f"tint-{name}")
+            _DEVICES[name] = worker, _STEPS_PER_DEVICE
+        future = worker.submit(function, *args, **kwargs)
+    return future.result()
 
 
 def progress_logger(what: str, every: float = 0.25) -> ProgressFn:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tasks.caching import StoredArtifacts, record_key
-from tasks.runtime import _transient, on_device
+from tasks.runtime import _transient, on_device, set_steps_per_device
 from tint_core.store import StoreAccessError, StoreRetryError
 
 
@@ -41,6 +41,38 @@ def test_tasks_on_one_device_take_turns_on_its_own_thread_and_other_devices_do_n
     assert most["meta"] == 2  # the other device ran alongside a CPU task
     assert len(computed_on["cpu"]) == 1 and computed_on["cpu"] != computed_on["meta"]  # one thread per device
     assert threading.get_ident() not in computed_on["cpu"]
+
+
+def test_steps_per_device_run_side_by_side_and_one_restores_taking_turns():
+    """Two steps that each wait for the other complete only when two run at once on the device."""
+
+    def meet(barrier: threading.Barrier) -> int:
+        return barrier.wait(timeout=2)  # raises BrokenBarrierError when the other step never arrives
+
+    def two_steps() -> list[object]:
+        barrier, outcomes = threading.Barrier(2), []
+
+        def task() -> None:
+            try:
+                outcomes.append(on_device("cpu", meet, barrier))
+            except threading.BrokenBarrierError as error:
+                outcomes.append(error)
+
+        threads = [threading.Thread(target=task) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return outcomes
+
+    set_steps_per_device(2)
+    try:
+        assert sorted(two_steps()) == [0, 1]
+    finally:
+        set_steps_per_device(1)
+    assert any(isinstance(outcome, threading.BrokenBarrierError) for outcome in two_steps())  # one at a time again
+    with pytest.raises(ValueError, match="at least 1"):
+        set_steps_per_device(0)
 
 
 def test_an_error_on_the_device_thread_reaches_the_task():

@@ -21,6 +21,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from tint_core.devices import PRECISIONS, resolve_device
 from tint_core.diffusion.config import DEFAULT_MODEL_ID, RANDOM_BACKBONES
 from tint_core.images import check_image_batch
 
@@ -30,7 +31,6 @@ COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # Checkpoints shipped inside the package, by name: trained here, small enough to commit.
 BUILTIN_CHECKPOINTS = {"digits": Path(__file__).resolve().parents[1] / "assets" / "digits-ldm"}
 _HASHED_FILE_BYTES = 64 * 2**20  # weight files up to this size enter a checkpoint's identity by content
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class BackboneNotFoundError(FileNotFoundError):
@@ -265,13 +265,6 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if dtype not in PRECISIONS.values():
         raise ValueError(f"unsupported dtype {dtype}: use float32 or bfloat16")
     return dtype
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' picks CUDA when present, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_backbone(

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
-from tint_core.fewshot.config import BackboneConfig
+from tint_core.devices import autocast, module_device, resolve_device
+from tint_core.fewshot.config import BackboneConfig, ComputeConfig
 from tint_core.images import check_image_batch, resize
 from tint_core.seeding import global_rng_seeded
 
@@ -119,46 +120,63 @@ def save_backbone(model: nn.Module, path: str | Path, name: str, model_kwargs: d
 class FeatureExtractor(nn.Module):
     """Images in [0, 1] → backbone features: antialiased resize, the backbone's normalisation, forward.
 
+    The extractor computes on the device it was moved to, under its precision's autocast; features come out in
+    float32 (on that device from ``forward``, on the CPU from ``embed``).
+
     Args:
         backbone: timm-style model returning (B, D) features.
         input_size: square side fed to the backbone.
+        precision: 'fp32' or 'bf16' (forward passes under bfloat16 autocast).
     """
 
-    def __init__(self, backbone: nn.Module, input_size: int):
+    def __init__(self, backbone: nn.Module, input_size: int, precision: str = "fp32"):
         super().__init__()
-        self.backbone, self.input_size = backbone, input_size
+        self.backbone, self.input_size, self.precision = backbone, input_size, precision
         cfg = getattr(backbone, "pretrained_cfg", {}) or {}
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, config: BackboneConfig) -> FeatureExtractor:
-        return cls(create_backbone(config.name, config.weights, **config.model_kwargs), config.input_size)
+    def from_config(cls, config: BackboneConfig, compute: ComputeConfig | None = None) -> FeatureExtractor:
+        """The configured backbone on ``compute``'s device and precision (default: the CPU in fp32)."""
+        compute = compute or ComputeConfig()
+        extractor = cls(create_backbone(config.name, config.weights, **config.model_kwargs), config.input_size,
+                        compute.precision)  # fmt: skip
+        return extractor.to(resolve_device(compute.device))
 
     @property
     def num_features(self) -> int:
         return self.backbone.num_features
 
+    @property
+    def device(self) -> torch.device:
+        return module_device(self)
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] → (B, 3, S, S) normalised backbone input."""
-        return (resize(images, self.input_size) - self.mean) / self.std
+        """(B, 3, H, W) in [0, 1] → (B, 3, S, S) normalised backbone input, on the extractor's device."""
+        return (resize(images.to(self.mean.device), self.input_size) - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] → (B, D) features."""
-        return self.backbone(self.prepare(images))
+        """(B, 3, H, W) in [0, 1] → (B, D) float32 features on the extractor's device."""
+        inputs = self.prepare(images)
+        with autocast(inputs.device, self.precision):
+            features = self.backbone(inputs)
+        return features.float()
 
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Eval-mode features of many images, ``batch_size`` at a time: (B, 3, H, W) → (B, D)."""
+        """Eval-mode features of many images, ``batch_size`` at a time: (B, 3, H, W) → (B, D) on the CPU."""
         check_image_batch(images)
         return eval_in_batches(self, images, batch_size)
 
 
 @torch.no_grad()
 def eval_in_batches(module: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``module`` in eval mode over ``images`` in chunks, concatenated; its training mode is restored after."""
+    """``module`` in eval mode over ``images`` in chunks, each moved to the module's device, concatenated on the CPU;
+    its training mode is restored after."""
     was_training = module.training
+    device = module_device(module)
     module.eval()
     try:
-        return torch.cat([module(chunk) for chunk in images.split(batch_size)])
+        return torch.cat([module(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
     finally:
         module.train(was_training)

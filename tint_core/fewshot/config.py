@@ -60,6 +60,20 @@ class BackboneConfig(TintConfig, title="Feature network"):
     )
 
 
+class ComputeConfig(TintConfig, title="Device and precision"):
+    """Where a few-shot model computes (pre-training, scoring, labelling, distillation, evaluation) and in which
+    precision. The device is not in any artifact key (it changes how fast, not what); the precision is."""
+
+    device: str = Field(
+        "cpu", description="'cpu' (bitwise deterministic), 'cuda', 'cuda:1', … or 'auto' (CUDA where the machine that "
+        "runs the step has it, else the CPU)",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="fp32, or bf16: forward passes under bfloat16 autocast (weights, optimiser state and "
+        "losses stay fp32); a bf16 result is another artifact than an fp32 one",
+    )
+
+
 def _default_teacher_backbone() -> BackboneConfig:
     return BackboneConfig(name="vit_base_patch16_224.dino", weights="hf-hub:timm/vit_base_patch16_224.dino",
                           input_size=224)
@@ -75,6 +89,7 @@ class TeacherConfig(TintConfig, title="Teacher model"):
     finetune_augment: AugmentConfig = Field(default_factory=AugmentConfig, description="augmentation of supports")
     batch_size: int = Field(256, ge=1, description="images per forward pass when labelling")
     seed: int = Field(0, description="seeds the fine-tuning augmentation")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="device and precision of the teacher")
 
 
 class StudentConfig(TintConfig, title="Student model"):
@@ -84,6 +99,9 @@ class StudentConfig(TintConfig, title="Student model"):
         default_factory=lambda: BackboneConfig(name="resnet12", input_size=84), description="student network"
     )
     head_scale: float = Field(10.0, gt=0, description="logits = scale · cosine(feature, class weight)")
+    compute: ComputeConfig = Field(
+        default_factory=ComputeConfig, description="device and precision of its pre-training, training and evaluation"
+    )
 
 
 class PretrainConfig(TintConfig, title="Pre-training on base classes"):

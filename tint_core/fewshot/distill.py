@@ -73,10 +73,10 @@ def distill(
     Returns:
         Per-step ``support_loss`` and, with unlabelled images, ``kd_loss``; ``steps`` counts the optimiser's steps.
     """
-    # 1. check inputs; bring every image to the student's input size once
+    # 1. check inputs; bring every image to the student's device and input size once
     check_support_set(supports, support_labels)
-    size = student.extractor.input_size
-    supports = resize(supports, size)
+    size, device = student.extractor.input_size, student.extractor.device
+    supports, support_labels = resize(supports.to(device), size), support_labels.to(device)
     if unlabelled is not None:
         if not isinstance(unlabelled, torch.Tensor):
             unlabelled = load_images(list(unlabelled), size=size)[0]
@@ -84,8 +84,8 @@ def distill(
         if teacher_logits is None or teacher_logits.shape != (unlabelled.shape[0], student.n_way):
             shape = None if teacher_logits is None else tuple(teacher_logits.shape)
             raise ValueError(f"teacher_logits must have shape ({unlabelled.shape[0]}, {student.n_way}), got {shape}")
-        unlabelled = resize(unlabelled, size)
-    # 2. optimiser and schedule over the whole budget
+        unlabelled, teacher_logits = resize(unlabelled.to(device), size), teacher_logits.to(device)
+    # 2. optimiser and schedule over the whole budget; every random draw from one CPU generator, whatever the device
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(student.parameters(), config.optimizer, config.lr, config.weight_decay)
     scheduler = one_cycle(optimizer, config.lr, config.steps)
@@ -96,7 +96,7 @@ def distill(
     # 3. steps: all supports (+ an unlabelled batch), augmented and forwarded together
     student.train()
     for _ in range(config.steps):
-        batch = None if batches is None else next(batches)
+        batch = None if batches is None else next(batches).to(device)
         images = supports if batch is None else torch.cat([supports, unlabelled[batch]])
         logits = student(random_affine(images, config.augment, generator))  # (n_support + b, n_way)
         support_loss = F.cross_entropy(logits[:n_support], support_labels)

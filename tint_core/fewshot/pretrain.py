@@ -46,7 +46,8 @@ def dihedral_expand(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
 def pretrain_on_base(
     extractor: FeatureExtractor, images: torch.Tensor, labels: torch.Tensor, config: PretrainConfig
 ) -> TrainingCurves:
-    """Train ``extractor`` in place with a temporary linear head; the head is discarded afterwards.
+    """Train ``extractor`` in place, on its device and in its precision, with a temporary linear head; the head is
+    discarded afterwards. The images stay where they are; each batch goes to the device.
 
     Args:
         extractor: the backbone to train (its input size is used).
@@ -71,6 +72,8 @@ def pretrain_on_base(
     with torch.no_grad():
         head.weight.normal_(0, 0.01, generator=generator)
         head.bias.zero_()
+    device = extractor.device
+    head.to(device)
     params = [*extractor.parameters(), *head.parameters()]
     optimizer = make_optimizer(params, config.optimizer, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
@@ -82,15 +85,16 @@ def pretrain_on_base(
         order = torch.randperm(len(images), generator=generator)
         loss_sum, correct = 0.0, 0
         for batch in order.split(config.batch_size):
-            x = random_affine(images[batch], config.augment, generator)
+            x = random_affine(images[batch].to(device), config.augment, generator)
+            targets = labels[batch].to(device)
             logits = head(extractor(x))  # (b, n_classes)
-            loss = F.cross_entropy(logits, labels[batch])
+            loss = F.cross_entropy(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             loss_sum += loss.item() * len(batch)
-            correct += int((logits.argmax(1) == labels[batch]).sum())
+            correct += int((logits.argmax(1) == targets).sum())
         curves.add(loss=loss_sum / len(images), train_accuracy=correct / len(images))
         logger.info("pre-training epoch %d: loss %.4f", epoch, curves.last("loss"))
     extractor.eval()

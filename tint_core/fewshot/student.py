@@ -57,15 +57,17 @@ class Student(nn.Module):
         self.head.weight.copy_(class_prototypes(features, labels))
 
     def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Eval-mode logits (B, n_way), ``batch_size`` images at a time."""
+        """Eval-mode logits (B, n_way) on the CPU, ``batch_size`` images at a time on the student's device."""
         return eval_in_batches(self, images, batch_size)
 
 
 def create_student(config: StudentConfig, n_way: int) -> Student:
-    """Build the student's backbone (random, or from ``config.backbone.weights``) with a zero N-way head."""
+    """Build the student's backbone (random, or from ``config.backbone.weights``) with a zero N-way head, on
+    ``config.compute``'s device and precision."""
     if n_way < 2:
         raise ValueError(f"a student needs n_way ≥ 2, got {n_way}")
-    return Student(FeatureExtractor.from_config(config.backbone), n_way, config.head_scale)
+    extractor = FeatureExtractor.from_config(config.backbone, config.compute)
+    return Student(extractor, n_way, config.head_scale).to(extractor.device)
 
 
 BACKBONE_PREFIX = "extractor.backbone."

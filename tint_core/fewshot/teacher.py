@@ -35,13 +35,15 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     counts = torch.bincount(labels, minlength=n_way)
     if bool((counts == 0).any()):
         raise ValueError(f"labels must cover 0..{n_way - 1}; missing {torch.nonzero(counts == 0).flatten().tolist()}")
-    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype)
+    sums = torch.zeros(n_way, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, F.normalize(features, dim=1))
     return sums / counts.unsqueeze(1).to(features.dtype)
 
 
 class PrototypeTeacher(nn.Module):
     """Cosine-prototype classifier over a feature extractor.
+
+    The extractor computes on its own device and precision; features, prototypes and logits are float32 on the CPU.
 
     Args:
         extractor: the backbone (kept frozen unless :meth:`finetune` is called).
@@ -58,11 +60,13 @@ class PrototypeTeacher(nn.Module):
 
     @classmethod
     def from_config(cls, config: TeacherConfig, centre: torch.Tensor | None = None) -> PrototypeTeacher:
-        return cls(FeatureExtractor.from_config(config.backbone), config.scale, centre)
+        """The configured teacher, its extractor on ``config.compute``'s device and precision."""
+        return cls(FeatureExtractor.from_config(config.backbone, config.compute), config.scale, centre)
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Centred, L2-normalised features (B, D) of (B, 3, H, W) images, in eval mode."""
-        return F.normalize(self.extractor.embed(images, batch_size) - self.centre, dim=1)
+        features = self.extractor.embed(images, batch_size)
+        return F.normalize(features - self.centre.to(features.device), dim=1)
 
     def process_support_set(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Store one prototype per class from (n_support, 3, H, W) images and (n_support,) labels."""
@@ -73,7 +77,8 @@ class PrototypeTeacher(nn.Module):
         """Logits τ · cos(query, prototype): (n_query, 3, H, W) → (n_query, n_way)."""
         if self.prototypes.numel() == 0:
             raise RuntimeError("call process_support_set before forward")
-        return self.scale * self.features(queries, batch_size) @ self.prototypes.T
+        features = self.features(queries, batch_size)
+        return self.scale * features @ self.prototypes.to(features.device).T
 
     def finetune(self, images: torch.Tensor, labels: torch.Tensor, config: TeacherConfig) -> list[float]:
         """Fine-tune the backbone on augmented supports (P>M>F style), then recompute the prototypes.
@@ -88,15 +93,17 @@ class PrototypeTeacher(nn.Module):
         check_support_set(images, labels)
         generator = torch.Generator().manual_seed(config.seed)
         backbone = self.extractor
+        device = backbone.device
+        views_of, targets, centre = torch.cat([images, images]).to(device), labels.to(device), self.centre.to(device)
         backbone.requires_grad_(True)
         optimizer = torch.optim.AdamW(backbone.parameters(), lr=config.finetune_lr)
         losses = []
         for _ in range(config.finetune_steps):
-            views = random_affine(torch.cat([images, images]), config.finetune_augment, generator)
-            features = F.normalize(backbone(views) - self.centre, dim=1)  # (2n, D)
+            views = random_affine(views_of, config.finetune_augment, generator)
+            features = F.normalize(backbone(views) - centre, dim=1)  # (2n, D)
             support, query = features.chunk(2)
-            prototypes = F.normalize(class_prototypes(support, labels), dim=1)
-            loss = F.cross_entropy(self.scale * query @ prototypes.T, labels)
+            prototypes = F.normalize(class_prototypes(support, targets), dim=1)
+            loss = F.cross_entropy(self.scale * query @ prototypes.T, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tint_core.data.datasets import FewShotDataset, ImageRecord, canonical_split
 from tint_core.data.episodes import EpisodeSampler
+from tint_core.devices import check_device
 from tint_core.diffusion.config import BackboneConfig as DiffusionBackboneConfig
 from tint_core.fewshot.backbones import check_model_name
 from tint_core.fewshot.config import BackboneConfig
@@ -106,6 +107,7 @@ def check_benchmark(config: BenchmarkConfig) -> None:
         ValueError: the split has fewer than N classes, a class fewer than K + Q images, real_pool or the image-set
             quality has too few spare images, an image set is too small for the quality's k, base_pool asks for more
             base images than there are, a model name is unknown.
+            A device this process would compute on is not on this machine (e.g. 'cuda' without a GPU).
         BackboneNotFoundError: the diffusion checkpoint is not available offline.
         StoreAccessError: the store cannot be reached or written.
     """
@@ -118,7 +120,21 @@ def check_benchmark(config: BenchmarkConfig) -> None:
         _check_diffusion_backbone(config.generator.specialization.backbone)
     _check_backbone(config.teacher.model.backbone, "teacher", config.teacher.pretrain is not None)
     _check_backbone(config.student.model.backbone, "student", config.student.pretrain is not None)
+    _check_devices(config)
     _check_store(config.store)
+
+
+def _check_devices(config: BenchmarkConfig) -> None:
+    """The devices of the work this process runs: units in tasks mode, the few-shot steps in tasks mode, and the
+    backbones' preparation (always here). Workers check their own when their run starts."""
+    execution, teacher, student = config.execution, config.teacher, config.student
+    if config.needs_generator and execution.fan_out == "tasks":
+        check_device(config.generator.specialization.backbone.device, "generator.specialization.backbone.device")
+    fewshot_here = execution.fewshot_fan_out == "tasks"
+    if fewshot_here or teacher.pretrain is not None or teacher.centre_on_base:
+        check_device(teacher.model.compute.device, "teacher.model.compute.device")
+    if fewshot_here or student.pretrain is not None:
+        check_device(student.model.compute.device, "student.model.compute.device")
 
 
 def _check_diffusion_backbone(backbone: DiffusionBackboneConfig) -> None:
@@ -140,6 +156,9 @@ def check_distill_app(config: DistillAppConfig) -> dict[str, int]:
         raise ValueError("base: preparing the teacher and student needs a base split, and the dataset's is empty")
     _check_backbone(config.teacher.model.backbone, "teacher", config.teacher.pretrain is not None)
     _check_backbone(config.student.model.backbone, "student", config.student.pretrain is not None)
+    check_device(config.generator.specialization.backbone.device, "generator.specialization.backbone.device")
+    check_device(config.teacher.model.compute.device, "teacher.model.compute.device")
+    check_device(config.student.model.compute.device, "student.model.compute.device")
     _check_store(config.store)
     return counts
 

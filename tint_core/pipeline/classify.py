@@ -2,7 +2,8 @@
 they compare with real ones, distil a student, evaluate it.
 
 Every method's student trains under one budget (``StudentSetup.training``); the methods differ only in the
-unlabelled images they add (``tint_core.pipeline.unlabelled``).
+unlabelled images they add (``tint_core.pipeline.unlabelled``). Each model computes on its ``compute`` setting's
+device and precision; the precision enters the keys, the device does not (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from collections.abc import Sequence
 import pyarrow as pa
 import torch
 
+from tint_core.devices import resolve_device
 from tint_core.evaluation.accuracy import episode_accuracy
 from tint_core.evaluation.quality import NO_CLASS, episode_quality
 from tint_core.fewshot.backbones import FeatureExtractor
-from tint_core.fewshot.config import BackboneConfig, PretrainConfig, TeacherConfig
+from tint_core.fewshot.config import BackboneConfig, ComputeConfig, PretrainConfig, TeacherConfig
 from tint_core.fewshot.distill import train_student
 from tint_core.fewshot.pretrain import pretrain_on_base
 from tint_core.fewshot.run import adapt_teacher
 from tint_core.fewshot.student import Student, student_description, student_from_state
 from tint_core.fewshot.teacher import PrototypeTeacher
-from tint_core.pipeline.config import StudentSetup, TeacherSetup
+from tint_core.pipeline.config import FewShotUnit, StudentSetup, TeacherSetup
 from tint_core.pipeline.data import EpisodeData, load_episode, open_dataset
 from tint_core.pipeline.resources import MODELS, config_identity, open_store, weights_file, weights_identity
 from tint_core.pipeline.step import Output, Step
@@ -48,20 +50,22 @@ def _backbone_params(backbone: BackboneConfig) -> dict[str, object]:
 
 
 def _backbone_output(dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
-                     centre: bool) -> Output:  # fmt: skip
-    params = {"backbone": _backbone_params(backbone), "pretrain": pretrain, "centre": centre}
+                     centre: bool, compute: ComputeConfig) -> Output:  # fmt: skip
+    params = {"backbone": _backbone_params(backbone), "pretrain": pretrain, "centre": centre,
+              "precision": compute.precision}  # fmt: skip
     return BACKBONE.output(params, {"dataset": dataset})
 
 
 def backbone_keys(store: str, dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
-                  centre: bool) -> list[str]:  # fmt: skip
+                  centre: bool, compute: ComputeConfig) -> list[str]:  # fmt: skip
     """Key of a backbone prepared on the dataset's base split."""
-    return [_backbone_output(dataset, backbone, pretrain, centre).key]
+    return [_backbone_output(dataset, backbone, pretrain, centre, compute).key]
 
 
 def prepare_backbone(store: str, dataset: ArtifactRef, backbone: BackboneConfig, pretrain: PretrainConfig | None,
-                     centre: bool) -> ArtifactRef:  # fmt: skip
-    """Pre-train a backbone on the base split (if ``pretrain``) and/or measure its mean base feature (if ``centre``).
+                     centre: bool, compute: ComputeConfig) -> ArtifactRef:  # fmt: skip
+    """Pre-train a backbone on the base split (if ``pretrain``) and/or measure its mean base feature (if ``centre``),
+    on ``compute``'s device and precision.
 
     Returns:
         A reference to an artifact with parts ``weights`` (the trained backbone, when pre-trained), ``centre``
@@ -71,22 +75,22 @@ def prepare_backbone(store: str, dataset: ArtifactRef, backbone: BackboneConfig,
         raise ValueError("nothing to prepare: give a pre-training configuration or ask for the centre")
     opened = open_store(store)
 
-    def compute() -> dict[str, object]:
+    def compute_parts() -> dict[str, object]:
         images, labels, _ = open_dataset(opened, dataset).load_split("base", size=backbone.input_size)
-        extractor = FeatureExtractor.from_config(backbone)
+        extractor = FeatureExtractor.from_config(backbone, compute)
         parts: dict[str, object] = {}
         if pretrain is not None:
             curves = pretrain_on_base(extractor, images, labels, pretrain)
             logger.info("pre-trained %s on %d base images: final loss %.4f", backbone.name, len(images),
                         curves.last("loss"))  # fmt: skip
-            parts["weights"] = {name: value.detach().contiguous()
+            parts["weights"] = {name: value.detach().cpu().contiguous()
                                 for name, value in extractor.backbone.state_dict().items()}  # fmt: skip
             parts["curves"] = curves.model_dump()
         if centre:
             parts["centre"] = {"centre": extractor.embed(images).mean(0)}
         return parts
 
-    return _backbone_output(dataset, backbone, pretrain, centre).ensure(opened, compute)
+    return _backbone_output(dataset, backbone, pretrain, centre, compute).ensure(opened, compute_parts)
 
 
 def _backbone_from(store: ArtifactStore, backbone: BackboneConfig, prepared: ArtifactRef | None
@@ -101,24 +105,25 @@ def _backbone_from(store: ArtifactStore, backbone: BackboneConfig, prepared: Art
     return backbone, centre
 
 
-def _extractor(backbone: BackboneConfig) -> FeatureExtractor:
-    """A frozen feature extractor, loaded once per worker process (steps never change its weights)."""
-    return MODELS.get(("features", config_identity(_backbone_params(backbone))),
-                      lambda: FeatureExtractor.from_config(backbone))  # fmt: skip
+def _extractor(backbone: BackboneConfig, compute: ComputeConfig) -> FeatureExtractor:
+    """A frozen feature extractor on its device, loaded once per worker process (steps never change its weights)."""
+    key = ("features", config_identity(_backbone_params(backbone)), str(resolve_device(compute.device)),
+           compute.precision)  # fmt: skip
+    return MODELS.get(key, lambda: FeatureExtractor.from_config(backbone, compute))
 
 
 def _teacher(store: ArtifactStore, setup: TeacherConfig, prepared: ArtifactRef | None, episode: EpisodeData
              ) -> PrototypeTeacher:  # fmt: skip
     """A teacher adapted to the episode's supports, over a shared (cached) backbone."""
     backbone, centre = _backbone_from(store, setup.backbone, prepared)
-    teacher = PrototypeTeacher(_extractor(backbone), setup.scale, centre)
+    teacher = PrototypeTeacher(_extractor(backbone, setup.compute), setup.scale, centre)
     supports, labels = episode.supports()
     return adapt_teacher(teacher, supports, labels, setup)
 
 
 def _teacher_params(teacher: TeacherSetup, prepared: ArtifactRef | None) -> dict[str, object]:
-    model = teacher.model.model_dump(exclude={"backbone"})
-    return {"model": model, "backbone": _backbone_params(teacher.model.backbone) if prepared is None else
+    model = teacher.model.model_dump(exclude={"backbone", "compute"})
+    return {"model": model, "precision": teacher.model.compute.precision, "backbone": _backbone_params(teacher.model.backbone) if prepared is None else
             teacher.model.backbone.model_dump(exclude={"weights"})}  # fmt: skip
 
 
@@ -254,7 +259,7 @@ def _distill_output(episode: ArtifactRef, method: str, images: Sequence[Sequence
                          f"{'every method but supports_only needs' if labels is None else 'supports_only takes'} them")  # fmt: skip
     backbone = student.model.backbone
     params = {
-        "method": method, "head_scale": student.model.head_scale,
+        "method": method, "head_scale": student.model.head_scale, "precision": student.model.compute.precision,
         "backbone": _backbone_params(backbone) if prepared is None else backbone.model_dump(exclude={"weights"}),
         "training": student.training,
     }  # fmt: skip
@@ -292,17 +297,17 @@ def distill_student(store: str, episode: ArtifactRef, method: str, images: list[
             unlabelled, _ = load_unlabelled(opened, data, images)
             logits = torch.tensor(opened.get(labels)["labels"].column("logits").to_pylist(), dtype=torch.float32)
         model, curves = train_student(config, supports, support_labels, student.training, unlabelled, logits)
-        weights = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
+        weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
         return {"weights": weights, "model": student_description(model, config, data.class_names),
                 "curves": curves.model_dump()}  # fmt: skip
 
     return _distill_output(episode, method, images, labels, student, prepared).ensure(opened, compute)
 
 
-def load_distilled(store: ArtifactStore, ref: ArtifactRef) -> Student:
-    """The student stored under ``ref``, ready for inference."""
+def load_distilled(store: ArtifactStore, ref: ArtifactRef, device: str = "cpu") -> Student:
+    """The student stored under ``ref`` (fp32 weights), ready for inference on ``device``."""
     artifact = store.get(ref)
-    return student_from_state(artifact["weights"], artifact["model"])
+    return student_from_state(artifact["weights"], artifact["model"]).to(resolve_device(device))
 
 
 # 6. its score ------------------------------------------------------------------------------------------------------
@@ -312,19 +317,66 @@ def _evaluate_output(episode: ArtifactRef, student: ArtifactRef) -> Output:
     return EVALUATE.output(None, {"episode": episode, "student": student})
 
 
-def evaluate_keys(store: str, episode: ArtifactRef, student: ArtifactRef) -> list[str]:
+def evaluate_keys(store: str, episode: ArtifactRef, student: ArtifactRef, device: str = "cpu") -> list[str]:
     """Key of a student's score on an episode's queries."""
     return [_evaluate_output(episode, student).key]
 
 
-def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef) -> ArtifactRef:
-    """A student's accuracy on the episode's queries (JSON part ``score``: accuracy, n_query)."""
+def evaluate_student(store: str, episode: ArtifactRef, student: ArtifactRef, device: str = "cpu") -> ArtifactRef:
+    """A student's accuracy on the episode's queries (JSON part ``score``: accuracy, n_query), computed in fp32 on
+    ``device`` (not in the key)."""
     opened = open_store(store)
 
     def compute() -> dict[str, object]:
         data = load_episode(opened, episode)
         queries, labels = data.queries()
-        return {"score": {"accuracy": episode_accuracy(load_distilled(opened, student).predict(queries), labels),
+        return {"score": {"accuracy": episode_accuracy(load_distilled(opened, student, device).predict(queries), labels),
                           "n_query": len(labels)}}  # fmt: skip
 
     return _evaluate_output(episode, student).ensure(opened, compute)
+
+
+# 7. an episode's few-shot work as one unit (a fewshot worker's run) -------------------------------------------------
+
+
+def fewshot_keys(store: str, unit: FewShotUnit, teacher: TeacherSetup, student: StudentSetup,
+                 teacher_backbone: ArtifactRef | None, student_backbone: ArtifactRef | None,
+                 quality_k: int) -> list[str]:  # fmt: skip
+    """Keys of an episode's few-shot steps known before any runs: the teacher's score, every method's labels and
+    image-set quality, the supports-only student. (The other students' keys depend on their labels' digests, their
+    scores' on the students'.)"""
+    episode = unit.episode
+    keys = [_score_output(episode, teacher, teacher_backbone).key]
+    for method, images in unit.images.items():
+        if method == "supports_only":
+            keys.append(_distill_output(episode, method, images, None, student, student_backbone).key)
+            continue
+        keys.append(_label_output(episode, method, images, teacher, teacher_backbone).key)
+        if unit.reference is not None and quality_k > 0:
+            keys.append(_quality_output(episode, method, images, unit.reference, teacher, teacher_backbone,
+                                        quality_k).key)  # fmt: skip
+    return keys
+
+
+def fewshot_refs(store: str, unit: FewShotUnit, teacher: TeacherSetup, student: StudentSetup,
+                 teacher_backbone: ArtifactRef | None, student_backbone: ArtifactRef | None,
+                 quality_k: int) -> list[ArtifactRef]:  # fmt: skip
+    """References to everything an episode's few-shot work wrote, all already in the store (a worker ran it): the
+    teacher's score, then per method its labels and quality (when measured), its student and the student's score.
+
+    Raises:
+        ArtifactNotFoundError: one of them is missing.
+    """
+    artifacts, episode = open_store(store), unit.episode
+    refs = [artifacts.ref(_score_output(episode, teacher, teacher_backbone).key)]
+    for method, images in unit.images.items():
+        labels = None
+        if method != "supports_only":
+            labels = artifacts.ref(_label_output(episode, method, images, teacher, teacher_backbone).key)
+            refs.append(labels)
+            if unit.reference is not None and quality_k > 0:
+                refs.append(artifacts.ref(_quality_output(episode, method, images, unit.reference, teacher,
+                                                          teacher_backbone, quality_k).key))  # fmt: skip
+        trained = artifacts.ref(_distill_output(episode, method, images, labels, student, student_backbone).key)
+        refs += [trained, artifacts.ref(_evaluate_output(episode, trained).key)]
+    return refs

@@ -106,6 +106,19 @@ class SpecializationUnit(TintConfig, title="Specialisation unit"):
     classes: list[int] = Field(min_length=1, description="Positions of the classes in the episode.")
 
 
+class FewShotUnit(TintConfig, title="Few-shot unit"):
+    """An episode's few-shot work (the unit a fewshot worker runs): the teacher's score and, per method, the teacher's
+    labels, the images' quality, the student and its score."""
+
+    episode: ArtifactRef = Field(description="The episode artifact (the benchmark's sample-episode step).")
+    images: dict[str, list[list[ArtifactRef]] | None] = Field(
+        description="Method → its unlabelled images, per unit of the episode (None for supports_only)."
+    )
+    reference: list[ArtifactRef] | None = Field(
+        None, description="The episode classes' real pool, the reference of the images' quality (None: not measured)."
+    )
+
+
 class TeacherSetup(TintConfig, title="Teacher"):
     """The few-shot teacher and how its backbone is prepared."""
 
@@ -168,7 +181,8 @@ class ControlsConfig(TintConfig, title="Controls"):
 
 
 class ExecutionConfig(TintConfig, title="Where units run"):
-    """Where the specialisation units run. Artifacts and keys are the same either way."""
+    """Where the specialisation units and the episodes' few-shot work run. Artifacts and keys are the same either
+    way."""
 
     fan_out: Literal["tasks", "deployments"] = Field(
         "tasks",
@@ -194,6 +208,32 @@ class ExecutionConfig(TintConfig, title="Where units run"):
         le=20,
         description="Deployment runs tried per chunk: a run that crashes with its worker, or fails, is submitted "
         "again (what it already wrote is reused) before the benchmark gives up.",
+    )
+    fewshot_fan_out: Literal["tasks", "deployments"] = Field(
+        "tasks",
+        title="Few-shot fan-out",
+        description="'tasks': each episode's few-shot work (the teacher's score; per method: labels, image-set quality, "
+        "the student, its score) runs as tasks of this flow. 'deployments': each chunk of episodes runs as a flow run "
+        "of the fewshot deployment on its pool's workers, with the same attempts; this flow fans in over the store.",
+    )
+    fewshot_deployment: str = Field(
+        "fewshot/tint-fewshot",
+        description="The fewshot deployment, as '<flow name>/<deployment name>' (fewshot_fan_out: deployments).",
+    )
+    episodes_per_run: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="Episodes per fewshot deployment run (fewshot_fan_out: deployments): larger chunks spread a run's "
+        "fixed cost, smaller ones spread the work over more workers.",
+    )
+    steps_per_device: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Heavy steps (specialisation, generation, pre-training, scoring, labelling, distillation, "
+        "evaluation) that run side by side on one device of a process: 1 runs them one at a time; more fills a GPU "
+        "that one small model leaves idle. Results are the same either way.",
     )
 
 

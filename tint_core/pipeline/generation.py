@@ -19,7 +19,7 @@ from tint_core.diffusion import (
     load_backbone,
     specialize,
 )
-from tint_core.diffusion.backbone import resolve_device
+from tint_core.devices import resolve_device
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.pipeline.config import GeneratorConfig, generator_method, method_generation
 from tint_core.pipeline.data import load_episode
