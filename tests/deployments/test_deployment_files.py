@@ -37,7 +37,8 @@ def test_the_deployments_default_parameters_are_the_demo_on_the_gpu_pool_with_a_
     assert large.episodes.episodes == 100 and large.execution.units_per_run == 4 and large.generator == config.generator
     assert benchmark["parameters"]["run"]["store"] == "{{ $TINT_STORE }}"
     assert {d["name"]: d["work_pool"]["name"] for d in spec["deployments"]} == {
-        "tint-benchmark": "tint-cpu", "tint-specialize": "tint-gpu", "tint-distill": "tint-gpu"}  # fmt: skip
+        "tint-benchmark": "tint-cpu", "tint-specialize": "tint-gpu", "tint-fewshot": "tint-gpu",
+        "tint-distill": "tint-gpu"}  # fmt: skip
     assert (REPO / "prefect.yaml").resolve() == (DEPLOYMENTS / "prefect.yaml").resolve()  # deploy from the root
 
 

@@ -298,6 +298,50 @@ def test_the_benchmark_deployment_runs_its_units_on_both_gpu_workers_and_reruns_
                    f"second trigger, all cached: {second_seconds:.0f} s")  # fmt: skip
 
 
+def step_digests(store: ArtifactStore, steps: tuple[str, ...]) -> dict[str, list[str]]:
+    """The content digests of the store's artifacts of each of ``steps`` (keys differ with the store's location)."""
+    found: dict[str, list[str]] = {step: [] for step in steps}
+    for manifest in store.list():
+        if manifest.step in found:
+            found[manifest.step].append(manifest.digest)
+    return {step: sorted(values) for step, values in found.items()}
+
+
+FEWSHOT_STEPS = ("teacher_score", "label", "quality", "distill", "evaluate")
+
+
+def test_few_shot_units_on_both_gpu_workers_write_the_in_process_artifacts_and_rerun_from_the_store(cluster,
+                                                                                                    undisturbed):  # fmt: skip
+    """The undisturbed run computed its few-shot steps in its own process. With those artifacts gone, the same
+    configuration with its few-shot work on the GPU pool computes them on the workers, digest for digest."""
+    reference = undisturbed[0]
+    store = ArtifactStore(reference.store)
+    in_process = step_digests(store, FEWSHOT_STEPS)
+    for manifest in store.list():
+        if manifest.step in FEWSHOT_STEPS:
+            store.quarantine(manifest.key, "test: the few-shot half computed again on workers")
+    config = reference.updated(execution=reference.execution.updated(fewshot_fan_out="deployments"))
+    with api(cluster):
+        first, seconds = trigger(config)
+        assert first.state.is_completed(), first.state
+        dispatched = unit_runs(first)
+        second, second_seconds = trigger(config)
+        assert second.state.is_completed(), second.state
+        again = unit_runs(second)
+        second_tasks = read_task_runs(second.id)
+    # One fewshot run per episode (episodes_per_run: 1), on both GPU-pool workers; the units were all in the store.
+    assert len(dispatched) == 2 and all("teacher" in run.parameters for run in dispatched)
+    assert all(run.state.is_completed() for run in dispatched)
+    assert {run.labels["prefect.worker.name"] for run in dispatched} == {"gpu-a", "gpu-b"}
+    assert sum(len(steps) for steps in in_process.values()) == 2 * (1 + 4 * len(reference.methods) - 2)
+    assert step_digests(store, FEWSHOT_STEPS) == in_process
+    keys = [manifest.key for manifest in store.list()]
+    assert store.verify(keys).valid == keys
+    assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
+    timings.append(f"the few-shot half of 2 episodes on 2 GPU-pool workers: {seconds:.0f} s, the same digests as "
+                   f"in process; second trigger, all cached: {second_seconds:.0f} s")  # fmt: skip
+
+
 def _crash_faster(cluster: Cluster, within: int) -> None:
     """The crashed-run automation of deployments/, with a shorter silence before a run counts as Crashed."""
     from prefect.events.schemas.automations import AutomationCore
@@ -342,15 +386,7 @@ def test_a_worker_killed_in_the_middle_of_a_unit_costs_a_retry_and_changes_no_ar
     # The same artifacts as the undisturbed run (content digests; keys differ with the store's location), every one
     # complete and verified: nothing half-written.
     reference_store, store = ArtifactStore(reference.store), ArtifactStore(disturbed.store)
-
-    def digests(artifacts: ArtifactStore) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        for manifest in artifacts.list():
-            found.setdefault(manifest.step, []).append(manifest.digest)
-        return {step: sorted(values) for step, values in found.items()}
-
-    assert digests(store)["specialize"] == digests(reference_store)["specialize"]
-    assert digests(store)["generate"] == digests(reference_store)["generate"]
+    assert step_digests(store, ("specialize", "generate")) == step_digests(reference_store, ("specialize", "generate"))
     keys = [manifest.key for manifest in store.list()]
     assert store.verify(keys).valid == keys
 
