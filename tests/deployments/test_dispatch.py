@@ -9,7 +9,14 @@ from prefect.logging import disable_run_logger
 from prefect.states import Cancelled, Completed, Crashed, Failed
 
 from tasks import dispatch
-from tint_core.pipeline.config import ExecutionConfig, GeneratorConfig, SpecializationUnit
+from tint_core.pipeline.config import (
+    ExecutionConfig,
+    FewShotUnit,
+    GeneratorConfig,
+    SpecializationUnit,
+    StudentSetup,
+    TeacherSetup,
+)
 from tint_core.store import ArtifactRef
 
 EPISODES = [ArtifactRef(store="s3://b/tint", key="a" * 64, digest="b" * 64),
@@ -57,3 +64,27 @@ def test_a_chunk_that_never_completes_fails_the_task_naming_every_state(deployme
     ):
         run_chunk(attempts=2)
     assert len(deployment_runs.calls) == 2
+
+
+def test_episodes_few_shot_work_is_submitted_again_after_a_crash_with_every_method_s_images(deployment_runs,
+                                                                                           monkeypatch):  # fmt: skip
+    monkeypatch.setattr(dispatch, "fewshot_refs", lambda store, unit, *rest: [unit.episode])
+    deployment_runs.states = [Crashed(), Completed()]
+    execution = ExecutionConfig(fewshot_fan_out="deployments", fewshot_deployment="fewshot/gpu", steps_per_device=2)
+    images = [{"supports_only": None, "tint": [[EPISODES[1]]]}, {"supports_only": None, "tint": [[EPISODES[0]]]}]
+    teacher, student = TeacherSetup(), StudentSetup()
+    with disable_run_logger():
+        refs = dispatch.run_episodes_on_workers.fn(execution, "s3://b/tint", EPISODES, images, [None, [EPISODES[1]]],
+                                                   teacher, student, None, None, 3)  # fmt: skip
+    assert refs == EPISODES
+    assert len(deployment_runs.calls) == 2 and deployment_runs.calls[0][1] == deployment_runs.calls[1][1]
+    name, parameters, options = deployment_runs.calls[0]
+    assert name == "fewshot/gpu" and options["tags"] == ["tint-fewshot"]
+    assert parameters["units"] == [FewShotUnit(episode=EPISODES[0], images=images[0], reference=None),
+                                   FewShotUnit(episode=EPISODES[1], images=images[1], reference=[EPISODES[1]])]  # fmt: skip
+    assert parameters["teacher"] == teacher and parameters["student"] == student
+    assert parameters["quality_k"] == 3 and parameters["steps_per_device"] == 2
+    deployment_runs.states += [Failed(), Failed()]
+    with disable_run_logger(), pytest.raises(dispatch.UnitsFailedError, match=r"few-shot work of 2 episode\(s\)"):
+        dispatch.run_episodes_on_workers.fn(execution.updated(attempts=2), "s3://b/tint", EPISODES, images,
+                                            [None, None], teacher, student, None, None, 3)  # fmt: skip

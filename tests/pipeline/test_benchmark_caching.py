@@ -67,6 +67,22 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     assert "2 runs of series" in trend and len([line for line in trend.splitlines() if line.startswith("| 20")]) == 2
 
 
+def test_steps_side_by_side_on_a_device_give_the_same_artifacts(tmp_path):
+    config = small_config(str(tmp_path / "one"))
+    one_at_a_time = run_flow(benchmark, config=config, label="one step at a time per device")
+    side_by_side = config.updated(store=str(tmp_path / "three"), execution=config.execution.updated(steps_per_device=3))
+    three = run_flow(benchmark, config=side_by_side, label="three steps side by side per device")
+    assert three.outcome.summary == one_at_a_time.outcome.summary
+
+    def digests(store: str) -> list[tuple[str, str]]:
+        # the dataset's and episodes' tables name image paths inside their store: compared through what follows
+        return sorted((manifest.step, manifest.digest) for manifest in ArtifactStore(store).list()
+                      if manifest.step not in ("dataset", "episode"))  # fmt: skip
+
+    assert {step for step, _ in digests(config.store)} >= {"backbone", "specialize", "generate", "label", "distill"}
+    assert digests(side_by_side.store) == digests(config.store)
+
+
 def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(tmp_path):
     config = small_config(str(tmp_path / "store"))
     run_flow(benchmark, config=config)

@@ -91,8 +91,8 @@ def test_bf16_labels_and_students_are_close_to_fp32_ones(tmp_path):
         labels = classify.label_images(url, episode, "real_pool", [pool], teacher, None)
         logits[precision] = torch.tensor(store.get(labels)["labels"].column("logits").to_pylist())
         trained = classify.distill_student(url, episode, "real_pool", [pool], labels, student, None)
-        assert {value.dtype for value in store.get(trained)["weights"].values() if value.is_floating_point()} == {
-            torch.float32}  # the weights stay fp32 under autocast
+        weights = store.get(trained)["weights"].values()
+        assert {value.dtype for value in weights if value.is_floating_point()} == {torch.float32}  # fp32 under autocast
         scores[precision] = store.get(classify.evaluate_student(url, episode, trained))["score"]["accuracy"]
     assert not torch.equal(logits["fp32"], logits["bf16"])  # bf16 really ran
     assert torch.allclose(logits["fp32"], logits["bf16"], atol=0.25)  # τ = 10: logits in [-10, 10]
