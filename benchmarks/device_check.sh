@@ -10,9 +10,11 @@
 #   bash benchmarks/device_check.sh [all|fewshot|specialize] [ARGS...]
 #
 # Each part writes $OUT (or outputs/device)/<part>.{log,json}. ARGS go to specialize.py (all, specialize) or to
-# fewshot_device.py (fewshot). The device image has torch, timm and transformers but not diffusers or pydantic: put
-# their wheels in .whl/ (pip download --only-binary=:all: --python-version 3.12 --no-deps -d .whl diffusers pydantic
-# pydantic-core annotated-types typing-inspection importlib-metadata) and carry .whl with the command.
+# fewshot_device.py (fewshot). The device image has torch, timm and transformers but not diffusers or pydantic (and
+# perhaps not pyarrow, fsspec or scikit-learn, which the few-shot part's store and digits need): put their wheels in
+# .whl/ (pip download --only-binary=:all: --python-version 3.12 --no-deps -d .whl diffusers pydantic pydantic-core
+# annotated-types typing-inspection importlib-metadata pyarrow fsspec scikit-learn joblib threadpoolctl) and carry
+# .whl with the command. A module still missing is named before any part starts.
 set -euo pipefail
 part=all
 case "${1:-}" in
@@ -24,6 +26,16 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the scripts import tint_cor
 if ! python3 -c "import diffusers, pydantic" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+missing=$(python3 - <<'PY'
+import importlib.util
+needed = ["torch", "timm", "diffusers", "pydantic", "pyarrow", "fsspec", "sklearn", "safetensors", "yaml"]
+print(" ".join(name for name in needed if importlib.util.find_spec(name) is None))
+PY
+)
+if [ -n "$missing" ]; then
+  echo "device_check.sh: missing Python modules: $missing (add their wheels to .whl/, see the header)" >&2
+  exit 2
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"; } | tee "$out/gpu.txt"
 

@@ -62,7 +62,8 @@ class BackboneConfig(TintConfig, title="Feature network"):
 
 class ComputeConfig(TintConfig, title="Device and precision"):
     """Where a few-shot model computes (pre-training, scoring, labelling, distillation, evaluation) and in which
-    precision. The device is not in any artifact key (it changes how fast, not what); the precision is."""
+    precision. The precision is in the artifact keys; the device is not: the same computation on another device is
+    taken as the same result, although a GPU rounds differently (docs/gpu.md)."""
 
     device: str = Field(
         "cpu", description="'cpu' (bitwise deterministic), 'cuda', 'cuda:1', … or 'auto' (CUDA where the machine that "
