@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from flows.preparation import prepare_backbones
 from flows.records import Submissions
 from tasks import StepTasks
+from tasks.runtime import set_steps_per_device
 from tint_core.pipeline.checks import check_distill_app
 from tint_core.pipeline.config import DistillAppConfig
 from tint_core.pipeline.requests import DistillRequest
@@ -40,6 +41,7 @@ def distill(run: DistillRequest, config: DistillAppConfig | None = None) -> Dist
     """
     config = run.resolve(config)
     counts = check_distill_app(config)  # one-line errors before any work, nothing written
+    set_steps_per_device(1)  # one heavy step at a time per device, whatever an earlier flow of this process set
     steps, store, submit = StepTasks(config.store), config.store, Submissions()
     supports = submit(steps.index_support_set, store, config.supports, config.image_size)
     prepared_teacher = prepared_student = None

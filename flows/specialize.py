@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from tasks import StepTasks
+from tasks.runtime import set_steps_per_device
 from tint_core.pipeline.config import GeneratorConfig, Method, SpecializationUnit, generator_method
 from tint_core.store import ArtifactRef
 
@@ -33,6 +34,7 @@ def specialize(store: str, units: list[SpecializationUnit], methods: list[Method
             none: the defaults, Stable Diffusion 1.5 as in SPEC).
     """
     generator = generator if generator is not None else GeneratorConfig()
+    set_steps_per_device(1)  # units one after another on the device, whatever an earlier flow of this process set
     steps, logger = StepTasks(store), get_run_logger()
     generating = [method for method in (methods or ["tint"]) if generator_method(method)]
     outcomes = []
