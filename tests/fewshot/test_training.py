@@ -54,6 +54,20 @@ def test_pretraining_learns_the_base_classes_and_is_deterministic():
     assert all(torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters(), strict=True))
 
 
+def test_training_never_draws_from_torch_s_global_rng():
+    """Steps may run side by side in threads (tasks.runtime); one that drew from the global RNG would change the
+    weights another builds under a seeded global RNG (tint_core.seeding), so every loop draws from its own."""
+    images, labels = _supports(n_way=4, k_shot=2)
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    extractor = FeatureExtractor(create_backbone("tint_convnet_tiny", img_size=16), 16)
+    pretrain_on_base(extractor, images, labels, PretrainConfig(epochs=1, batch_size=4))
+    student, _ = train_student(TINY, images, labels, DistillConfig(steps=2, batch_size=4), torch.rand(6, 3, 16, 16,
+                               generator=torch.Generator().manual_seed(2)), torch.zeros(6, 4))  # fmt: skip
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_kd_loss_is_zero_for_equal_logits_and_matches_t_squared_kl():
     teacher, student = torch.randn(6, 4), torch.randn(6, 4)
     assert float(kd_loss(teacher, teacher, 3.0)) == pytest.approx(0.0, abs=1e-6)

@@ -68,7 +68,8 @@ def pretrain_on_base(
         images, labels = dihedral_expand(images, labels)
     n_classes = int(labels.max()) + 1
     # 2. temporary head, optimiser, schedule
-    head = nn.Linear(extractor.num_features, n_classes)
+    # built without drawing from torch's global RNG, which steps in other threads may hold seeded (tint_core.seeding)
+    head = nn.Linear(extractor.num_features, n_classes, device="meta").to_empty(device="cpu")
     with torch.no_grad():
         head.weight.normal_(0, 0.01, generator=generator)
         head.bias.zero_()
