@@ -1,4 +1,5 @@
-"""Generator tasks: specialise a unit of classes, generate their images; both hold the backbone's device."""
+"""Generator tasks: specialise a unit of classes, generate their images; both hold the backbone's device alone (they
+share one loaded backbone, whose scheduler and token embeddings they change)."""
 
 from prefect import get_run_logger, task
 
@@ -15,7 +16,7 @@ def specialize_unit(store: str, episode: ArtifactRef, classes: list[int], genera
                     ) -> list[ArtifactRef]:  # fmt: skip
     """Textual + null-text inversion of some of an episode's classes on one device; one artifact per class."""
     refs = on_device(generator.specialization.backbone.device, generation.specialize_unit, store, episode, classes,
-                     generator, progress_logger(f"specialise classes {classes}"))  # fmt: skip
+                     generator, progress_logger(f"specialise classes {classes}"), exclusive=True)  # fmt: skip
     get_run_logger().info("specialised classes %s: %s", classes, ", ".join(ref.key[:12] for ref in refs))
     return refs
 
@@ -25,4 +26,4 @@ def generate_unit(store: str, specializations: list[ArtifactRef], generator: Gen
                   ) -> list[ArtifactRef]:  # fmt: skip
     """Generate each specialised class's images with ``method`` (tint or ti_only); one image set per class."""
     return on_device(generator.specialization.backbone.device, generation.generate_unit, store, specializations,
-                     generator, method, progress_logger(f"generate {method}"))  # fmt: skip
+                     generator, method, progress_logger(f"generate {method}"), exclusive=True)  # fmt: skip

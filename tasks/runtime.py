@@ -16,6 +16,7 @@ CPU = "cpu"  # where the controls' augmentation and the digits backbone's traini
 _DEVICES: dict[str, tuple[ThreadPoolExecutor, int]] = {}  # device → its threads, how many
 _DEVICES_LOCK = threading.Lock()
 _STEPS_PER_DEVICE = 1
+_EXCLUSIVE: dict[str, threading.Lock] = {}  # device → held by its running exclusive step
 T = TypeVar("T")
 
 
@@ -50,13 +51,20 @@ def set_steps_per_device(steps: int) -> None:
         _STEPS_PER_DEVICE = steps
 
 
-def on_device(device: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _alone(lock: threading.Lock, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with lock:
+        return function(*args, **kwargs)
+
+
+def on_device(device: str, function: Callable[..., T], *args: Any, exclusive: bool = False, **kwargs: Any) -> T:
     """Run one heavy step on one of ``device``'s own worker threads (``auto`` resolved) and return its result.
 
-    Heavy tasks in this process take turns on a device, ``set_steps_per_device`` of them at once (one by default).
-    They compute on the device's threads, not on the flow's pool threads: torch's CPU kernels keep a team of threads
-    per calling thread, and the idle team of a finished task would spin and take the cores from the next one
-    (measured here: a digits student trained 3× slower from a pool thread after another pool thread had computed).
+    Heavy tasks in this process take turns on a device, ``set_steps_per_device`` of them at once (one by default);
+    ``exclusive`` steps, those sharing a loaded model whose state they change (the diffusion backbone: its scheduler,
+    its token embeddings), also never run beside each other. They compute on the device's threads, not on the flow's
+    pool threads: torch's CPU kernels keep a team of threads per calling thread, and the idle team of a finished task
+    would spin and take the cores from the next one (measured here: a digits student trained 3× slower from a pool
+    thread after another pool thread had computed).
     """
     name = str(resolve_device(device))
     with _DEVICES_LOCK:
@@ -66,7 +74,10 @@ def on_device(device: str, function: Callable[..., T], *args: Any, **kwargs: Any
                 worker.shutdown(wait=False)  # its queued steps still run; its threads end after them
             worker = ThreadPoolExecutor(max_workers=_STEPS_PER_DEVICE, thread_name_prefix=f"tint-{name}")
             _DEVICES[name] = worker, _STEPS_PER_DEVICE
-        future = worker.submit(function, *args, **kwargs)
+        if exclusive:
+            future = worker.submit(_alone, _EXCLUSIVE.setdefault(name, threading.Lock()), function, *args, **kwargs)
+        else:
+            future = worker.submit(function, *args, **kwargs)
     return future.result()
 
 

@@ -43,18 +43,18 @@ def test_tasks_on_one_device_take_turns_on_its_own_thread_and_other_devices_do_n
     assert threading.get_ident() not in computed_on["cpu"]
 
 
-def test_steps_per_device_run_side_by_side_and_one_restores_taking_turns():
+def test_steps_per_device_run_side_by_side_but_exclusive_ones_and_one_restores_taking_turns():
     """Two steps that each wait for the other complete only when two run at once on the device."""
 
     def meet(barrier: threading.Barrier) -> int:
         return barrier.wait(timeout=2)  # raises BrokenBarrierError when the other step never arrives
 
-    def two_steps() -> list[object]:
+    def two_steps(exclusive: bool = False) -> list[object]:
         barrier, outcomes = threading.Barrier(2), []
 
         def task() -> None:
             try:
-                outcomes.append(on_device("cpu", meet, barrier))
+                outcomes.append(on_device("cpu", meet, barrier, exclusive=exclusive))
             except threading.BrokenBarrierError as error:
                 outcomes.append(error)
 
@@ -68,6 +68,8 @@ def test_steps_per_device_run_side_by_side_and_one_restores_taking_turns():
     set_steps_per_device(2)
     try:
         assert sorted(two_steps()) == [0, 1]
+        # steps sharing a loaded model with mutable state (the diffusion backbone) still take turns
+        assert any(isinstance(outcome, threading.BrokenBarrierError) for outcome in two_steps(exclusive=True))
     finally:
         set_steps_per_device(1)
     assert any(isinstance(outcome, threading.BrokenBarrierError) for outcome in two_steps())  # one at a time again

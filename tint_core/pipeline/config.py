@@ -231,9 +231,10 @@ class ExecutionConfig(TintConfig, title="Where units run"):
         1,
         ge=1,
         le=64,
-        description="Heavy steps (specialisation, generation, pre-training, scoring, labelling, distillation, "
-        "evaluation) that run side by side on one device of a process: 1 runs them one at a time; more fills a GPU "
-        "that one small model leaves idle. Results are the same either way.",
+        description="Heavy steps that run side by side on one device of a process: 1 runs them one at a time; more "
+        "lets few-shot steps (pre-training, scoring, labelling, distillation, evaluation) fill a GPU that one small "
+        "model leaves idle. Specialisation and generation still take turns (they share one loaded backbone). "
+        "Results are the same either way.",
     )
 
 
