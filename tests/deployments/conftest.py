@@ -41,15 +41,18 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) ->
     raise TimeoutError(f"prefect server at {url} not healthy within {timeout:.0f} s")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop a process started in its own session, with everything it started."""
-    if process.poll() is None:
-        with_children = os.getpgid(process.pid)
-        os.killpg(with_children, signal.SIGTERM)
+def _stop(*processes: subprocess.Popen) -> None:
+    """Stop processes started in their own sessions, with everything they started: all asked at once, then each
+    given up to 15 s before it is killed."""
+    running = [(process, os.getpgid(process.pid)) for process in processes if process.poll() is None]
+    for _, group in running:
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process, group in running:
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(with_children, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
             process.wait()
 
 
@@ -111,6 +114,5 @@ def cluster(s3_env, tmp_path_factory) -> Iterator[Cluster]:
         cluster.start_worker("tint-gpu", "gpu-b")
         yield cluster
     finally:
-        for worker in cluster.workers.values():
-            _stop(worker)
+        _stop(*cluster.workers.values())
         _stop(server)
