@@ -111,8 +111,9 @@ def _dispatch_episodes(submit: Submissions, steps: StepTasks, config: BenchmarkC
     return waits
 
 
-# Heavy steps take turns on their device's own thread (tasks.runtime.on_device); the threads let light steps, cache checks and
-# waits for workers' deployment runs proceed meanwhile, so their number bounds the units dispatched at once.
+# Heavy steps take turns on their device's own threads (tasks.runtime.on_device, execution.steps_per_device at a time);
+# the pool's threads let light steps, cache checks and waits for workers' deployment runs proceed meanwhile, so their
+# number bounds the chunks dispatched at once.
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfig | None = None) -> BenchmarkOutcome:  # noqa: B008
     """Score supports-only, control, TI-only, TINT and real-pool students on the same episodes, under one training
