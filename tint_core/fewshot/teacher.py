@@ -118,6 +118,28 @@ class PrototypeTeacher(nn.Module):
         return self(images, batch_size)
 
 
+class TeacherClassifier(nn.Module):
+    """An adapted teacher as one plain forward pass, (B, 3, H, W) in [0, 1] → (B, n_way) logits on its extractor's
+    device: what :meth:`PrototypeTeacher.forward` computes (batch by batch, its head on the CPU), as one module to
+    export or time.
+
+    It shares the teacher's extractor and holds its centre and prototypes.
+    """
+
+    def __init__(self, teacher: PrototypeTeacher):
+        super().__init__()
+        if teacher.prototypes.numel() == 0:
+            raise RuntimeError("the teacher has no prototypes: call process_support_set first")
+        self.extractor, self.scale = teacher.extractor, teacher.scale
+        device = teacher.extractor.device
+        self.register_buffer("centre", teacher.centre.to(device))
+        self.register_buffer("prototypes", teacher.prototypes.to(device))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(self.extractor(images) - self.centre, dim=1)
+        return self.scale * features @ self.prototypes.T
+
+
 def check_support_set(images: torch.Tensor, labels: torch.Tensor) -> None:
     """Raise ValueError unless images are a (n, 3, H, W) batch in [0, 1] and labels are (n,) int64."""
     check_image_batch(images, "support images")

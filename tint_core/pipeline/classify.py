@@ -112,8 +112,8 @@ def _extractor(backbone: BackboneConfig, compute: ComputeConfig) -> FeatureExtra
     return MODELS.get(key, lambda: FeatureExtractor.from_config(backbone, compute))
 
 
-def _teacher(store: ArtifactStore, setup: TeacherConfig, prepared: ArtifactRef | None, episode: EpisodeData
-             ) -> PrototypeTeacher:  # fmt: skip
+def adapted_teacher(store: ArtifactStore, setup: TeacherConfig, prepared: ArtifactRef | None, episode: EpisodeData
+                    ) -> PrototypeTeacher:  # fmt: skip
     """A teacher adapted to the episode's supports, over a shared (cached) backbone."""
     backbone, centre = _backbone_from(store, setup.backbone, prepared)
     teacher = PrototypeTeacher(_extractor(backbone, setup.compute), setup.scale, centre)
@@ -151,7 +151,7 @@ def score_teacher(store: str, episode: ArtifactRef, teacher: TeacherSetup, prepa
 
     def compute() -> dict[str, object]:
         data = load_episode(opened, episode)
-        model = _teacher(opened, teacher.model, prepared, data)
+        model = adapted_teacher(opened, teacher.model, prepared, data)
         queries, labels = data.queries()
         return {"score": {"accuracy": episode_accuracy(model(queries, teacher.model.batch_size), labels),
                           "n_query": len(labels)}}  # fmt: skip
@@ -192,7 +192,7 @@ def label_images(store: str, episode: ArtifactRef, method: str, images: list[lis
     def compute() -> dict[str, object]:
         data = load_episode(opened, episode)
         unlabelled, intended = load_unlabelled(opened, data, images)
-        logits = _teacher(opened, teacher.model, prepared, data).soft_labels(unlabelled, teacher.model.batch_size)
+        logits = adapted_teacher(opened, teacher.model, prepared, data).soft_labels(unlabelled, teacher.model.batch_size)
         agree = logits.argmax(1) == intended
         meant = intended != NO_CLASS
         per_class = {name: float(agree[intended == label].float().mean())
@@ -238,7 +238,7 @@ def measure_quality(store: str, episode: ArtifactRef, method: str, images: list[
 
     def compute() -> dict[str, object]:
         data = load_episode(opened, episode)
-        model = _teacher(opened, teacher.model, prepared, data)
+        model = adapted_teacher(opened, teacher.model, prepared, data)
         real, real_labels = load_unlabelled(opened, data, [reference])
         made, intended = load_unlabelled(opened, data, images)
         features = model.features(torch.cat([real, made]), teacher.model.batch_size)  # (n + m, D)
