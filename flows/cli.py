@@ -133,7 +133,8 @@ def demo(
 def distill(
     supports: Annotated[Path, typer.Argument(help="Folder with one subfolder of support images per class.")],
     output: Annotated[
-        Path, typer.Argument(help="Folder receiving student.safetensors, student.json, report.md and pictures/.")
+        Path, typer.Argument(help="Folder receiving student.safetensors, student.json, report.md, pictures/, "
+                             "student.onnx and its model card.")
     ],
     preset: Annotated[
         DistillPreset | None,
@@ -178,6 +179,9 @@ def distill(
             raise _failed("distill", error) from None
         wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
         stdout.print(f"student: {outcome.student}\nreport: {outcome.report}", highlight=False, soft_wrap=True)
+        if outcome.onnx is not None:
+            card = Path(outcome.onnx).parent / "model_card.md"
+            stdout.print(f"onnx: {outcome.onnx}\nmodel card: {card}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class DistillOutcome(BaseModel):
 
     student: str
     report: str
+    onnx: str | None = None
     task_runs: int
 
 
@@ -55,6 +56,11 @@ def distill(run: DistillRequest, config: DistillAppConfig | None = None) -> Dist
     trained = submit(steps.distill_student, store, supports, METHOD, images, labels, config.student, prepared_student)
     path = Path(submit(steps.export_student, store, trained, labels, supports, specializations, images[0],
                        config.output).result())  # fmt: skip
+    onnx = None
+    if config.export.onnx:
+        onnx = submit(steps.package_student, store, trained, labels, supports, config.teacher.model, prepared_teacher,
+                      config.output, config.export, config.model_dump(mode="json")).result()  # fmt: skip
     get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
                           path.parent / "report.md")  # fmt: skip
-    return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), task_runs=len(submit.futures))
+    return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), onnx=onnx,
+                          task_runs=len(submit.futures))

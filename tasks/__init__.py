@@ -34,6 +34,7 @@ class StepTasks:
         self.distill_student = configured(classify.distill_student)
         self.evaluate_student = configured(classify.evaluate_student)
         self.export_student = classify.export_student
+        self.package_student = classify.package_student
         self.train_diffusion = configured(training.train_diffusion)
         self.export_backbone = training.export_backbone
         self.aggregate_results = configured(results.aggregate_results)

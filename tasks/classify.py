@@ -1,13 +1,18 @@
 """Classifier tasks: prepare backbones on the base classes, score the teacher, label, measure image-set quality,
 distil, evaluate."""
 
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.caching import StoredArtifacts
 from tasks.runtime import STEP_OPTIONS, on_device
-from tint_core.fewshot.config import BackboneConfig, ComputeConfig, PretrainConfig
-from tint_core.pipeline import application, classify
+from tint_core.export.card import headline
+from tint_core.export.config import ExportConfig
+from tint_core.export.package import STUDENT_ONNX
+from tint_core.fewshot.config import BackboneConfig, ComputeConfig, PretrainConfig, TeacherConfig
+from tint_core.pipeline import application, classify, export
 from tint_core.pipeline.config import StudentSetup, TeacherSetup
 from tint_core.store import ArtifactRef
 
@@ -64,3 +69,15 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, suppor
                    specializations: list[ArtifactRef], images: list[ArtifactRef], output: str) -> str:  # fmt: skip
     """Write the distilled student, its description, a report and pictures into a plain folder (always runs: cheap)."""
     return str(application.export_student(store, student, labels, supports, specializations, images, output))
+
+
+@task(name="package-student", cache_policy=NO_CACHE)
+def package_student(store: str, student: ArtifactRef, labels: ArtifactRef, supports: ArtifactRef,
+                    teacher: TeacherConfig, prepared_teacher: ArtifactRef | None, output: str, config: ExportConfig,
+                    configuration: dict[str, object]) -> str:  # fmt: skip
+    """Export the student to ONNX in ``output``, checked against torch on the supports, with its model card (always
+    runs: its speed figures are measured where it runs)."""
+    card = export.export_app_student(store, student, labels, supports, teacher, prepared_teacher, output, config,
+                                     configuration)  # fmt: skip
+    get_run_logger().info("%s", headline(card))
+    return str(Path(output) / STUDENT_ONNX)

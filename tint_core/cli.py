@@ -6,6 +6,8 @@
     tint store list|verify|gc URL       inspect and maintain an artifact store (local folder or s3://…)
     tint plan STORE [RUN]               episodes and queries for a target interval, from a recorded run
     tint report STORE [RUN]             render a recorded run's HTML report again
+    tint export STORE [RUN] --method M --output DIR
+                                        a run's student as ONNX (checked against torch) with its model card
 
 ``flows.cli`` adds the commands that run flows (benchmark, distill, demo); the installed ``tint`` is that one.
 A command imports the model code it runs when it runs: ``--help`` and bad usage answer at once.
@@ -328,6 +330,36 @@ def report(
         record = find_run(existing_store(store), run)
         path = write_report(record, output or Path(f"tint-report-{record.run_id[:8]}.html"), overwrite)
         stdout.print(f"report of run {record.run_id} ({record.run_name}) written to {path}")
+
+
+@app.command()
+def export(
+    store: Annotated[str, typer.Argument(help="Store URL the benchmark ran on (local folder or s3://…).")],
+    run: Annotated[str, typer.Argument(help="Run id (or its first characters), run name, or 'latest'.")] = "latest",
+    method: Annotated[str, typer.Option(help="Whose student: a method of the run, e.g. tint or supports_only.")] = "tint",
+    episode: Annotated[str | None, typer.Option(help="The episode whose student to export; default: the first.")] = None,
+    output: Annotated[Path, typer.Option(help="Folder receiving student.onnx, model_card.md and card.json.")] = Path(
+        "tint-student"),
+    quantize: Annotated[bool, typer.Option(help="Also write student.int8.onnx if it passes the accuracy rule.")] = False,
+    max_drop: Annotated[float, typer.Option(min=0, max=100, help="The accuracy rule: int8 may lose at most this many "
+                                            "points against the fp32 student on the episode's queries.")] = 1.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes of one image for the latency (median).")] = 30,
+    overwrite: Annotated[bool, typer.Option(help="Replace an export already in OUTPUT.")] = False,
+) -> None:
+    """Export a recorded run's student to ONNX, checked against torch on its episode's queries, with a model card
+    that measures it against the teacher."""
+    from tint_core.export.card import headline
+    from tint_core.export.config import ExportConfig
+    from tint_core.pipeline.export import export_run_student
+
+    with user_errors():
+        config = ExportConfig(quantize=quantize, max_quantized_drop=max_drop / 100, repeats=repeats)
+        with console.status("exporting, checking and measuring the student and its teacher"):
+            card = export_run_student(existing_store(store), run, method, output, episode, config, overwrite)
+        stdout.print(f"{card.title}: written to {output}", highlight=False, soft_wrap=True)
+        stdout.print(headline(card), highlight=False, soft_wrap=True)
+        if card.int8 is not None:
+            stdout.print(str(card.int8.result), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -11,7 +11,15 @@ from tint_core.export.card import AccuracyEvidence, ModelCard
 from tint_core.export.config import ExportConfig
 from tint_core.export.measure import count_parameters, macs_per_image, measure_speed
 from tint_core.export.onnx import ExportMismatchError, OnnxClassifier, read_metadata
-from tint_core.export.package import CARD_JSON, CARD_MARKDOWN, INT8_ONNX, STUDENT_ONNX, ExportImages, TeacherModel, package_student
+from tint_core.export.package import (
+    CARD_JSON,
+    CARD_MARKDOWN,
+    INT8_ONNX,
+    STUDENT_ONNX,
+    ExportImages,
+    TeacherModel,
+    package_student,
+)
 from tint_core.export.quantize import accept_quantized
 from tint_core.fewshot.backbones import FeatureExtractor, eval_in_batches
 from tint_core.fewshot.config import BackboneConfig, StudentConfig

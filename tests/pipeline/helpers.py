@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from prefect import Flow
 
+from tint_core.export.config import ExportConfig
 from tint_core.fewshot.config import DistillConfig, StudentConfig, TeacherConfig
 from tint_core.pipeline import BenchmarkConfig, DistillAppConfig, StudentSetup, TeacherSetup
 from tint_core.pipeline.presets import smoke_config
@@ -70,4 +71,5 @@ def app_config(tmp_path, folder) -> DistillAppConfig:
         generator=TINY_GENERATOR, teacher=TeacherSetup(model=TeacherConfig(backbone=TINY_TEACHER)),
         student=StudentSetup(model=StudentConfig(backbone=TINY_STUDENT), pretrain=None,
                              training=DistillConfig(steps=2, batch_size=8)),
+        export=ExportConfig(repeats=3, batch=8),
     )  # fmt: skip

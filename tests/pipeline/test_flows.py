@@ -46,8 +46,21 @@ def test_the_application_turns_a_support_folder_into_a_student_loadable_without_
     backbone.load_state_dict({name[len("extractor.backbone."):]: value for name, value in tensors.items()
                               if name.startswith("extractor.backbone.")})  # fmt: skip
 
+    # The same student as ONNX, checked on the supports; its card says no held-out accuracy exists.
+    from tint_core.export.card import ModelCard, headline
+    from tint_core.export.onnx import OnnxClassifier, read_metadata
+
+    assert first.outcome.onnx == str(tmp_path / "student" / "student.onnx")
+    assert read_metadata(first.outcome.onnx)["classes"] == ["five", "seven", "six"]
+    assert torch.equal(OnnxClassifier(first.outcome.onnx)(images).argmax(1), student.predict(images).argmax(1))
+    card = ModelCard.model_validate_json((tmp_path / "student" / "card.json").read_text())
+    assert card.check.images == 6 and card.check.max_logit_difference <= config.export.tolerance
+    assert card.accuracy.student is None and "no accuracy can be claimed" in card.accuracy.note
+    assert card.lineage["artifacts"]["student"] == ArtifactStore(config.store).list(step="distill")[0].key
+    assert headline(card) in (tmp_path / "student" / "model_card.md").read_text()
+
     again = run_flow(distill, DistillRequest.of(config), config)
-    assert again.executed() == {"export-student": 1}  # every pipeline step reused
+    assert again.executed() == {"export-student": 1, "package-student": 1}  # every pipeline step reused
     assert load_student(again.outcome.student).predict(images).equal(student.predict(images))
 
 
@@ -70,8 +83,9 @@ def test_the_digits_preset_runs_the_application_on_a_cpu_and_a_second_run_is_all
     assert len(store.list(step="backbone")) == 2 and len(store.list(step="dataset")) == 1
 
     settings = digits_distill_config(str(support_folder), str(output)).with_overrides(sets)
+    assert f"onnx: {output / 'student.onnx'}" in result.stdout and (output / "model_card.md").is_file()
     again = run_flow(distill, DistillRequest.of(settings), settings)
-    assert again.executed() == {"export-student": 1}  # the command's configuration is the preset's: all reused
+    assert again.executed() == {"export-student": 1, "package-student": 1}  # the preset's configuration: all reused
 
 
 def test_the_distill_command_refuses_a_preset_and_a_config_together(tmp_path, support_folder):

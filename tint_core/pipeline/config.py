@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 from tint_core.config import TintConfig
 from tint_core.diffusion.config import DigitsBackboneConfig, GenerationConfig, SpecializationConfig
 from tint_core.evaluation.config import CostModel
+from tint_core.export.config import ExportConfig
 from tint_core.fewshot.config import DistillConfig, PretrainConfig, StrongAugmentConfig, StudentConfig, TeacherConfig
 from tint_core.store import ArtifactRef
 
@@ -316,8 +317,8 @@ class DistillAppConfig(TintConfig, title="Distil a student"):
     """The application: one folder of support images per class → a distilled student; no queries needed."""
 
     supports: str = Field(description="Folder (local or s3://...) with one subfolder of support images per class.")
-    output: str = Field(description="Local folder receiving student.safetensors, student.json, report.md and "
-                        "pictures/.")  # fmt: skip
+    output: str = Field(description="Local folder receiving student.safetensors, student.json, report.md, "
+                        "pictures/ and (see export) student.onnx with its model card.")  # fmt: skip
     store: str = Field("outputs/store", description="Artifact store: a local folder or s3://bucket/prefix.")
     image_size: int | None = Field(
         None, ge=8, le=1024, description="Resize supports to this side on loading (None: they must share a size)."
@@ -333,6 +334,8 @@ class DistillAppConfig(TintConfig, title="Distil a student"):
         default_factory=lambda: StudentSetup(pretrain=None),
         description="Student, its preparation and its training (the distillation on the TINT images).",
     )
+    export: ExportConfig = Field(default_factory=ExportConfig, description="The student as ONNX, checked against "
+                                 "torch on the supports, with a model card measuring it against the teacher.")  # fmt: skip
 
     @model_validator(mode="after")
     def _preparation_needs_base(self) -> DistillAppConfig:

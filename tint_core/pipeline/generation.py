@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from tint_core.devices import resolve_device
 from tint_core.diffusion import (
     Backbone,
     BackboneConfig,
@@ -19,7 +20,6 @@ from tint_core.diffusion import (
     load_backbone,
     specialize,
 )
-from tint_core.devices import resolve_device
 from tint_core.diffusion.prompts import ProgressFn
 from tint_core.pipeline.config import GeneratorConfig, generator_method, method_generation
 from tint_core.pipeline.data import load_episode
