@@ -17,7 +17,7 @@ from flows.cli import app
 from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, require_chromium
 from tests.pipeline.helpers import app_config, small_config, timings
 from tint_core.evaluation import plan_evaluation
-from tint_core.pipeline.results import BenchmarkSummary, summary_rows
+from tint_core.pipeline.results import BenchmarkSummary, points_text, summary_rows
 from tint_core.pipeline.runs import RunNotFoundError, find_run, list_runs
 from tint_core.store import ArtifactStore
 
@@ -80,6 +80,19 @@ def test_the_html_report_holds_the_results_table_and_valid_pictures(pilot):
     for ref in record.units[0].specializations:
         values = store.get(ref)["reconstructions"].metadata.column("psnr").to_pylist()
         assert " ".join(f"{value:.1f}" for value in values) in psnr
+    # What you get: each method's accuracy beside the size and speed of the student and the teacher, measured.
+    from tint_core.export.card import count_text
+    from tint_core.export.measure import count_parameters
+    from tint_core.pipeline.classify import load_distilled
+
+    got = _section(page, "what-you-get")
+    student = load_distilled(store, record.students["0"]["tint"])
+    for method, result in summary.ordered():
+        points = 100 * (result.accuracy.mean - summary.teacher.mean)
+        assert re.search(rf"<td>student: {method}</td><td>{re.escape(points_text(result.accuracy))}</td>"
+                         rf"<td>{re.escape(count_text(count_parameters(student)))}</td>.*?<td>{points:+.1f}</td></tr>",
+                         got)  # fmt: skip
+    assert f"<td>teacher</td><td>{points_text(summary.teacher)}</td>" in got
     stages = _section(page, "stages")
     assert "<td>specialize</td><td>6</td><td>6</td>" in stages  # 2 episodes × 3 classes, all made by this run
     pictures = [Image.open(io.BytesIO(base64.b64decode(data))) for data in IMAGE.findall(page)]
@@ -108,6 +121,8 @@ def test_the_report_opens_in_a_browser(pilot):
             widths = page.evaluate("Array.from(document.images).map(image => image.complete ? image.naturalWidth : 0)")
             alts = page.evaluate("Array.from(document.images).map(image => image.alt)")
             header = page.locator("#results th").all_inner_texts()
+            got = page.locator("#what-you-get tbody tr").all_inner_texts()
+            got_header = page.locator("#what-you-get th").all_inner_texts()
             page.screenshot(path=str(ARTIFACTS / "run-report.png"), full_page=True)
         finally:
             browser.close()
@@ -115,6 +130,8 @@ def test_the_report_opens_in_a_browser(pilot):
     assert len(widths) == page_file.read_text().count("<img ") and all(width > 100 for width in widths)
     assert {"precision against recall per method", "training curves", "compute seconds per stage"} <= set(alts)
     assert header[:2] == ["model", "accuracy (%)"]
+    assert got_header[:3] == ["model", "accuracy (%)", "parameters"] and "× faster" in got_header
+    assert [row.split("\t")[0] for row in got] == ["teacher"] + [f"student: {m}" for m in record.config.methods]
     assert all(url.startswith(("file://", "data:")) for url in requested)
     timings.append(f"run report in chromium: screenshot {ARTIFACTS / 'run-report.png'}")
 
@@ -236,3 +253,94 @@ def test_the_installed_command_works_as_a_subprocess(pilot, tmp_path):
     assert _section(output.read_text(), "results").startswith('<table id="results">')
     usage = subprocess.run([*tint, "plan"], capture_output=True, text=True, env=env, cwd=REPO, check=False)
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
+
+
+def _export_args(output: Path, *arguments: str) -> list[str]:
+    return ["export", *arguments, "--output", str(output), "--repeats", "2"]
+
+
+def test_tint_export_writes_a_checked_onnx_student_and_a_card_read_from_the_run(pilot, tmp_path):
+    from tint_core.export.card import ModelCard, headline
+    from tint_core.export.onnx import OnnxClassifier, read_metadata
+    from tint_core.pipeline.classify import load_distilled
+    from tint_core.pipeline.data import load_episode
+
+    _, _, record = pilot
+    output = tmp_path / "shipped"
+    result = runner.invoke(app, _export_args(output, record.config.store, "--method", "tint", "--episode", "1",
+                                             "--quantize", "--max-drop", "100"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    store = ArtifactStore(record.config.store)
+    summary = BenchmarkSummary.model_validate(store.get(record.results)["summary"])
+    card = ModelCard.model_validate_json((output / "card.json").read_text())
+    assert headline(card) in result.stdout and "→ kept" in result.stdout
+    assert card.accuracy.student == summary.methods["tint"].accuracy and card.accuracy.teacher == summary.teacher
+    assert card.lineage["run_id"] == record.run_id and card.lineage["episode"] == "1"
+    assert card.lineage["artifacts"]["student"] == record.students["1"]["tint"].key
+    assert card.lineage["configuration"] == record.config.model_dump(mode="json")
+    # Checked on the episode's queries: the ONNX student predicts what the stored student predicts.
+    queries, labels = load_episode(store, record.episodes["1"]).queries()
+    exported = OnnxClassifier(output / "student.onnx")
+    assert card.check.images == len(labels) == summary.n_way * summary.n_query
+    torch_logits = load_distilled(store, record.students["1"]["tint"]).predict(queries)
+    assert (exported(queries) - torch_logits).abs().max() <= 1e-4
+    assert card.accuracy.student_on_images == float((torch_logits.argmax(1) == labels).float().mean())
+    assert read_metadata(output / "student.onnx")["classes"] == load_episode(store, record.episodes["1"]).class_names
+    assert card.int8.result.kept and (output / "student.int8.onnx").is_file()
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["{missing}"], "error: store {missing} does not exist"),
+    (["{store}", "no-such-run"], "error: no run 'no-such-run' in store {store}; the latest are: "),
+    (["{store}", "--method", "nope"], "has no method 'nope'; it has supports_only, ti_only, tint, real_pool"),
+    (["{store}", "--episode", "7"], "has no episode '7'; it has episodes 0, 1"),
+    (["{store}", "--max-drop", "-1"], "Invalid value for '--max-drop'"),
+])  # fmt: skip
+def test_tint_export_refuses_bad_arguments_in_one_line_and_writes_nothing(pilot, tmp_path, arguments, message):
+    _, _, record = pilot
+    names = {"missing": str(tmp_path / "missing"), "store": record.config.store}
+    output = tmp_path / "out"
+    result = runner.invoke(app, _export_args(output, *[argument.format(**names) for argument in arguments]))
+    assert result.exit_code in (1, 2) and message.format(**names) in result.stderr
+    if result.exit_code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tint_export_keeps_an_existing_export_unless_overwrite(pilot, tmp_path):
+    _, _, record = pilot
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "student.onnx").write_bytes(b"mine")
+    result = runner.invoke(app, _export_args(output, record.config.store))
+    assert result.exit_code == 1 and result.stderr.strip() == (
+        f"error: {output} already holds student.onnx: choose another folder or pass --overwrite")
+    assert (output / "student.onnx").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 1
+    assert runner.invoke(app, [*_export_args(output, record.config.store), "--overwrite"]).exit_code == 0
+    assert (output / "student.onnx").read_bytes().startswith(b"\x08")  # a protobuf now, not the bytes above
+
+
+def test_the_card_follows_the_run_it_is_exported_from(pilot, tmp_path):
+    """The same benchmark with another student (narrower, trained longer): its card changes with it."""
+    from tint_core.export.card import ModelCard
+
+    root, _, first = pilot
+    store = tmp_path / "store"
+    steps = first.config.student.training.steps + 2
+    changed = runner.invoke(app, ["benchmark", str(root / "config.yaml"), "--set", f"store={store}",
+                                  "--set", f"student.training.steps={steps}",
+                                  "--set", "student.model.backbone.model_kwargs={img_size: 16, widths: [4, 8, 16, 32]}"])  # fmt: skip
+    assert changed.exit_code == 0, changed.output
+    second = find_run(str(store))
+    cards = {}
+    for name, record in (("first", first), ("second", second)):
+        result = runner.invoke(app, _export_args(tmp_path / name, record.config.store, record.run_id, "--method",
+                                                 "tint"))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        cards[name] = ModelCard.model_validate_json((tmp_path / name / "card.json").read_text())
+    summary = BenchmarkSummary.model_validate(ArtifactStore(str(store)).get(second.results)["summary"])
+    assert cards["second"].accuracy.student == summary.methods["tint"].accuracy
+    assert cards["second"].lineage["run_id"] == second.run_id != cards["first"].lineage["run_id"]
+    assert cards["second"].lineage["configuration"]["student"]["training"]["steps"] == steps
+    assert cards["second"].student.parameters < cards["first"].student.parameters  # widths 4-8-16-32, not 8-…-64
+    assert cards["second"].teacher.parameters == cards["first"].teacher.parameters

@@ -107,7 +107,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _count(value: float) -> str:
+def count_text(value: float) -> str:
+    """A count with a k, M or G suffix."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= size:
             return f"{value / size:.2f} {unit}"
@@ -189,16 +190,16 @@ def card_markdown(card: ModelCard) -> str:
          f"throughput the images per second at batch {batch} ({card.student.torch.threads} threads)."), "",
         "| model | parameters | MACs per image | file | torch latency | torch throughput | onnxruntime latency | "
         "onnxruntime throughput |", "|---|---|---|---|---|---|---|---|",
-        (f"| student | {_count(card.student.parameters)} | {_count(card.student.macs)} | "
+        (f"| student | {count_text(card.student.parameters)} | {count_text(card.student.macs)} | "
          f"{_bytes(card.student.file_bytes)} | {student_latency} | {student_throughput} | {student_ort_latency} | "
          f"{student_ort_throughput} |"),
     ]  # fmt: skip
     if card.int8 is not None and card.int8.onnxruntime is not None:
         latency, throughput = _speed(card.int8.onnxruntime)
-        lines.append(f"| student, int8 | {_count(card.student.parameters)} | — | {_bytes(card.int8.file_bytes)} | — | "
+        lines.append(f"| student, int8 | {count_text(card.student.parameters)} | — | {_bytes(card.int8.file_bytes)} | — | "
                      f"— | {latency} | {throughput} |")  # fmt: skip
     lines.append(
-        f"| teacher ({card.teacher_architecture}) | {_count(card.teacher.parameters)} | {_count(card.teacher.macs)} | "
+        f"| teacher ({card.teacher_architecture}) | {count_text(card.teacher.parameters)} | {count_text(card.teacher.macs)} | "
         f"{_bytes(card.teacher.file_bytes)} | {teacher_latency} | {teacher_throughput} | {teacher_ort_latency} | "
         f"{teacher_ort_throughput} |"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
@@ -95,3 +96,16 @@ def torch_runner(module: nn.Module) -> Callable[[torch.Tensor], object]:
         return module(batch)
 
     return run
+
+
+def measure_cost(module: nn.Module, input_size: int, repeats: int = 30, batch: int = 64,
+                 onnx_file: Path | None = None) -> ModelCost:  # fmt: skip
+    """Parameters, MACs and torch speed of a CPU module; file size and onnxruntime speed of its export, if given."""
+    from tint_core.export.onnx import OnnxClassifier
+
+    onnx_speed = None
+    if onnx_file is not None:
+        onnx_speed = measure_speed(OnnxClassifier(onnx_file).run, input_size, batch, repeats)
+    return ModelCost(parameters=count_parameters(module), macs=macs_per_image(module, input_size), input_size=input_size,
+                     file_bytes=onnx_file.stat().st_size if onnx_file else None,
+                     torch=measure_speed(torch_runner(module), input_size, batch, repeats), onnxruntime=onnx_speed)  # fmt: skip

@@ -29,7 +29,7 @@ from tint_core.export.card import (
     library_versions,
 )
 from tint_core.export.config import ExportConfig
-from tint_core.export.measure import ModelCost, count_parameters, macs_per_image, measure_speed, torch_runner
+from tint_core.export.measure import ModelCost, measure_cost, measure_speed
 from tint_core.export.onnx import ExportMismatchError, OnnxClassifier, check_export, export_onnx
 from tint_core.export.quantize import accept_quantized, quantize_int8
 from tint_core.fewshot.backbones import eval_in_batches
@@ -79,16 +79,6 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor | None) -> float | None
     return None if labels is None else episode_accuracy(logits, labels)
 
 
-def _cost(module: nn.Module, input_size: int, onnx_file: Path | None, config: ExportConfig) -> ModelCost:
-    onnx_speed = None
-    if onnx_file is not None:
-        onnx_speed = measure_speed(OnnxClassifier(onnx_file).run, input_size, config.batch, config.repeats)
-    return ModelCost(parameters=count_parameters(module), macs=macs_per_image(module, input_size), input_size=input_size,
-                     file_bytes=onnx_file.stat().st_size if onnx_file else None,
-                     torch=measure_speed(torch_runner(module), input_size, config.batch, config.repeats),
-                     onnxruntime=onnx_speed)  # fmt: skip
-
-
 def _teacher_cost(teacher: TeacherModel, staging: Path, config: ExportConfig) -> ModelCost:
     """The teacher's cost, its onnxruntime speed from a temporary export (left out, with a warning, if its
     architecture does not export)."""
@@ -100,7 +90,7 @@ def _teacher_cost(teacher: TeacherModel, staging: Path, config: ExportConfig) ->
                        str(error).splitlines()[0] if str(error) else type(error).__name__)  # fmt: skip
         path = None
     try:
-        return _cost(teacher.module, teacher.input_size, path, config)
+        return measure_cost(teacher.module, teacher.input_size, config.repeats, config.batch, path)
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
@@ -170,7 +160,7 @@ def package_student(student: Student, description: Mapping[str, object], teacher
             input=spec, files={**files, CARD_JSON: "this card as JSON", CARD_MARKDOWN: "this card"},
             check=ExportCheckRecord(images=check.images, max_logit_difference=check.max_logit_difference,
                                     predictions_equal=check.predictions_equal, tolerance=check.tolerance),
-            accuracy=accuracy, student=_cost(student, spec.size, student_file, config),
+            accuracy=accuracy, student=measure_cost(student, spec.size, config.repeats, config.batch, student_file),
             teacher=_teacher_cost(teacher, staging, config), teacher_architecture=teacher.name, int8=int8,
             lineage={**lineage, "versions": library_versions()},
         )  # fmt: skip

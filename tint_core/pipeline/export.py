@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tint_core.export.card import AccuracyEvidence, ModelCard
 from tint_core.export.config import ExportConfig
+from tint_core.export.measure import ModelCost, measure_cost
 from tint_core.export.package import ExportImages, TeacherModel, check_output, package_student
 from tint_core.fewshot.config import TeacherConfig
 from tint_core.fewshot.teacher import TeacherClassifier
@@ -42,6 +43,18 @@ def check_choice(record: RunRecord, method: str, episode: str | None) -> str:
     if method not in record.students[episode]:
         raise ValueError(f"{run} has no method {method!r}; it has {', '.join(record.students[episode])}")
     return episode
+
+
+def run_costs(record: RunRecord, repeats: int = 10, batch: int = 64) -> tuple[ModelCost, ModelCost]:
+    """The size and torch CPU speed of the run's student and teacher (every method's student shares one
+    architecture: the first episode's is measured; the teacher is adapted to that episode)."""
+    opened = open_store(record.config.store)
+    episode = first_episode(record)
+    data = load_episode(opened, record.episodes[episode])
+    student = load_distilled(opened, next(iter(record.students[episode].values()))).eval()
+    teacher = teacher_model(opened, record.config.teacher.model, record.backbones.get("teacher"), data)
+    return (measure_cost(student, student.extractor.input_size, repeats, batch),
+            measure_cost(teacher.module, teacher.input_size, repeats, batch))  # fmt: skip
 
 
 def export_run_student(store: str, run: str, method: str, output: str | Path, episode: str | None = None,

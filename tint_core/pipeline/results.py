@@ -192,7 +192,8 @@ def episodes_for_half_width(sd: float, half_width: float) -> int:
     return episodes
 
 
-def _points(summary: AccuracySummary | None, signed: bool = False) -> str:
+def points_text(summary: AccuracySummary | None, signed: bool = False) -> str:
+    """"mean ± half width" in points ("—" for none)."""
     if summary is None:
         return "—"
     sign = "+" if signed else ""
@@ -208,12 +209,12 @@ def summary_rows(summary: BenchmarkSummary) -> list[dict[str, str]]:
     teacher's agreement with each method's images and their precision / recall against real images."""
     baselines = summary.baselines
     blank = {f"gain over {baseline} (points)": "—" for baseline in baselines}
-    rows = [{"model": "teacher", "accuracy (%)": _points(summary.teacher), **blank, "teacher agreement": "—",
+    rows = [{"model": "teacher", "accuracy (%)": points_text(summary.teacher), **blank, "teacher agreement": "—",
              "precision / recall": "—", "episodes for ±target gain": "—"}]  # fmt: skip
     for method, result in summary.ordered():
         rows.append({
-            "model": f"student: {method}", "accuracy (%)": _points(result.accuracy),
-            **{f"gain over {baseline} (points)": _points(result.gain_over(baseline), signed=True)
+            "model": f"student: {method}", "accuracy (%)": points_text(result.accuracy),
+            **{f"gain over {baseline} (points)": points_text(result.gain_over(baseline), signed=True)
                for baseline in baselines},
             "teacher agreement": "—" if result.teacher_agreement is None else f"{100 * result.teacher_agreement:.0f}%",
             "precision / recall": ("—" if result.precision is None else

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from tint_core.export.measure import ModelCost
 from tint_core.pipeline.data import load_episode
+from tint_core.pipeline.export import run_costs
 from tint_core.pipeline.history import read_history
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.results import BenchmarkSummary
@@ -52,6 +54,7 @@ class RunReport:
     times: bytes | None = None
     history: pa.Table | None = None
     history_plot: bytes | None = None
+    costs: tuple[ModelCost, ModelCost] | None = None  # (student, teacher): size and CPU speed, measured at rendering
 
 
 def _refs_by_stage(record: RunRecord) -> Iterator[ArtifactRef]:
@@ -162,4 +165,5 @@ def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
     report.times = figures.stage_times({stage.stage: stage.seconds for stage in report.stage_times})
     if with_history:
         report.history, report.history_plot = _history(record.config.store, record)
+    report.costs = run_costs(record)
     return report

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import html
 
+from tint_core.export.card import count_text
+from tint_core.export.measure import ModelCost
 from tint_core.pipeline.history import history_markdown
-from tint_core.pipeline.results import summary_markdown, summary_rows, verdict
+from tint_core.pipeline.results import points_text, summary_markdown, summary_rows, verdict
 from tint_core.report.data import RunReport
 
 STYLE = """
@@ -50,6 +52,30 @@ def _variance_rows(report: RunReport) -> list[list[object]]:
     return rows
 
 
+WHAT_YOU_GET_HEADER = ["model", "accuracy (%)", "parameters", "MACs per image", "CPU latency, batch 1",
+                       "CPU images/s, batch 64", "× fewer parameters", "× fewer MACs", "× faster",
+                       "accuracy vs teacher (points)"]  # fmt: skip
+
+
+def _what_you_get_rows(report: RunReport) -> list[list[object]]:
+    """The teacher, then each method's student: accuracy ± interval, size, CPU speed, and the ratios against the
+    teacher (every student shares one architecture, so size and speed differ only between student and teacher)."""
+    student, teacher = report.costs
+    summary = report.summary
+
+    def cost(model: ModelCost) -> list[object]:
+        return [count_text(model.parameters), count_text(model.macs), f"{model.torch.latency_ms:.2f} ms",
+                f"{model.torch.throughput:,.0f}"]  # fmt: skip
+
+    ratios = [f"{teacher.parameters / max(student.parameters, 1):.1f}", f"{teacher.macs / max(student.macs, 1):.1f}",
+              f"{teacher.torch.latency_ms / student.torch.latency_ms:.1f}"]  # fmt: skip
+    rows: list[list[object]] = [["teacher", points_text(summary.teacher), *cost(teacher), "1", "1", "1", "—"]]
+    for method, result in summary.ordered():
+        points = 100 * (result.accuracy.mean - summary.teacher.mean)
+        rows.append([f"student: {method}", points_text(result.accuracy), *cost(student), *ratios, f"{points:+.1f}"])
+    return rows
+
+
 def _time_rows(report: RunReport) -> list[list[object]]:
     return [[stage.stage, stage.artifacts, stage.made_by_run, f"{stage.seconds:.1f}"] for stage in report.stage_times]
 
@@ -82,6 +108,17 @@ def to_html(report: RunReport) -> str:
          "accuracy, and the episodes needed for that interval on every paired gain.</p>"),
         _table(VARIANCE_HEADER, _variance_rows(report), "variance"),
     ]
+    if report.costs is not None:
+        student, teacher = report.costs
+        parts += ["<h2>What you get</h2>",
+                  (f"<p>Each method's student against the teacher: accuracy (mean ± 95% interval), size and CPU speed "
+                   f"of the models themselves (student {html.escape(config.student.model.backbone.name)} at "
+                   f"{student.input_size}×{student.input_size}, teacher "
+                   f"{html.escape(config.teacher.model.backbone.name)} at {teacher.input_size}×{teacher.input_size}; "
+                   f"torch, {student.torch.threads} threads, latency the median of {student.torch.repeats} passes, "
+                   "measured when this report was rendered). Ratios are teacher ÷ student; <code>tint export</code> "
+                   "writes a student as ONNX with its card.</p>"),
+                  _table(WHAT_YOU_GET_HEADER, _what_you_get_rows(report), "what-you-get")]  # fmt: skip
     if report.strips:
         parts += ["<h2>Supports, reconstructions and samples</h2>",
                   ("<p>Episode 0: each class's supports, their null-text reconstructions (PSNR against the support) "
