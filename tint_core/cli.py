@@ -346,8 +346,10 @@ def export(
     repeats: Annotated[int, typer.Option(min=1, help="Timed passes of one image for the latency (median).")] = 30,
     overwrite: Annotated[bool, typer.Option(help="Replace an export already in OUTPUT.")] = False,
 ) -> None:
-    """Export a recorded run's student to ONNX, checked against torch on its episode's queries, with a model card
-    that measures it against the teacher."""
+    """Export a run's student to ONNX, checked against torch, with a model card that measures it against the teacher.
+
+    The check runs on the episode's queries; so does int8's accuracy rule (--quantize).
+    """
     from tint_core.export.card import headline
     from tint_core.export.config import ExportConfig
     from tint_core.pipeline.export import export_run_student

@@ -244,7 +244,7 @@ def test_the_installed_command_works_as_a_subprocess(pilot, tmp_path):
     tint = [sys.executable, "-m", "flows.cli"]
     helped = subprocess.run([*tint, "--help"], capture_output=True, text=True, env=env, cwd=REPO, check=False)
     assert helped.returncode == 0
-    for command in ("benchmark", "demo", "distill", "plan", "report", "specialize", "generate", "store"):
+    for command in ("benchmark", "demo", "distill", "plan", "report", "export", "specialize", "generate", "store"):
         assert re.search(rf"│ {command}\s", helped.stdout), command
     output = tmp_path / "report.html"
     done = subprocess.run([*tint, "report", record.config.store, "--output", str(output)], capture_output=True,
