@@ -14,7 +14,8 @@ Each model is a 5-way classifier as the pipeline uses it: the teacher with its p
 throughput (images per second at ``--batch``, median of max(3, repeats/10) passes) under torch and under
 onnxruntime on this machine's CPU threads. Ratios are teacher ÷ student (throughput: student ÷ teacher).
 
-Time on the 2-core CPU machine (2026-11-30): see benchmarks/RESULTS.md (most of it the ViT-B/16 teacher at batch 64).
+Time on the 2-core CPU machine (2026-11-30): 2 min 55 s, 137 s of it the ViT-B/16 teacher; figures in
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

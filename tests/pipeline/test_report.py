@@ -344,3 +344,16 @@ def test_the_card_follows_the_run_it_is_exported_from(pilot, tmp_path):
     assert cards["second"].lineage["configuration"]["student"]["training"]["steps"] == steps
     assert cards["second"].student.parameters < cards["first"].student.parameters  # widths 4-8-16-32, not 8-…-64
     assert cards["second"].teacher.parameters == cards["first"].teacher.parameters
+
+
+def test_a_report_renders_where_the_teacher_cannot_be_loaded_and_says_why(pilot, tmp_path):
+    from tint_core.report import collect_report, to_html
+
+    _, _, record = pilot
+    teacher = record.config.teacher.model
+    moved = teacher.updated(backbone=teacher.backbone.updated(weights=str(tmp_path / "elsewhere.safetensors")))
+    elsewhere = record.model_copy(update={"config": record.config.updated(
+        teacher=record.config.teacher.updated(model=moved)), "backbones": {}})  # fmt: skip
+    page = to_html(collect_report(elsewhere, with_history=False))
+    assert "could not be measured where this report was rendered: weights file" in page
+    assert 'id="what-you-get"' not in page and _section(page, "results")

@@ -55,6 +55,7 @@ class RunReport:
     history: pa.Table | None = None
     history_plot: bytes | None = None
     costs: tuple[ModelCost, ModelCost] | None = None  # (student, teacher): size and CPU speed, measured at rendering
+    costs_missing: str = ""  # why they could not be measured here (e.g. the teacher's weights are on another machine)
 
 
 def _refs_by_stage(record: RunRecord) -> Iterator[ArtifactRef]:
@@ -165,5 +166,8 @@ def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
     report.times = figures.stage_times({stage.stage: stage.seconds for stage in report.stage_times})
     if with_history:
         report.history, report.history_plot = _history(record.config.store, record)
-    report.costs = run_costs(record)
+    try:
+        report.costs = run_costs(record)
+    except (FileNotFoundError, ValueError) as error:  # a report must still render where the models cannot be loaded
+        report.costs_missing = str(error)
     return report

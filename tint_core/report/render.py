@@ -119,6 +119,9 @@ def to_html(report: RunReport) -> str:
                    "measured when this report was rendered). Ratios are teacher ÷ student; <code>tint export</code> "
                    "writes a student as ONNX with its card.</p>"),
                   _table(WHAT_YOU_GET_HEADER, _what_you_get_rows(report), "what-you-get")]  # fmt: skip
+    elif report.costs_missing:
+        parts += ["<h2>What you get</h2>", f"<p>The models' size and speed could not be measured where this report was "
+                  f"rendered: {html.escape(report.costs_missing)}</p>"]  # fmt: skip
     if report.strips:
         parts += ["<h2>Supports, reconstructions and samples</h2>",
                   ("<p>Episode 0: each class's supports, their null-text reconstructions (PSNR against the support) "
