@@ -23,6 +23,7 @@ from flows.console import notify_progress
 from flows.fewshot import submit_episode
 from flows.preparation import prepare_backbones
 from flows.records import Submissions
+from flows.stopping import stoppable
 from tasks import StepTasks
 from tasks.results import publish_report, publish_results, read_summary, record_history
 from tasks.runtime import set_steps_per_device
@@ -115,6 +116,7 @@ def _dispatch_episodes(submit: Submissions, steps: StepTasks, config: BenchmarkC
 # the pool's threads let light steps, cache checks and waits for workers' deployment runs proceed meanwhile, so their
 # number bounds the chunks dispatched at once.
 @flow(name="benchmark", task_runner=ThreadPoolTaskRunner(max_workers=16))
+@stoppable
 def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfig | None = None) -> BenchmarkOutcome:  # noqa: B008
     """Score supports-only, control, TI-only, TINT and real-pool students on the same episodes, under one training
     budget; summarise with intervals, paired gains and image-set quality.

@@ -59,6 +59,34 @@ def _flow_progress() -> Iterator[None]:
             yield
 
 
+def _stopped(what: str) -> typer.Exit:
+    import signal
+
+    from flows.stopping import exit_code, stop_signal
+
+    console.print(f"stopped by {signal.Signals(stop_signal()).name}: the {what} flow run is marked Crashed; every "
+                  "step it finished is in the store, and running the same command again reuses them", soft_wrap=True)  # fmt: skip
+    return typer.Exit(code=exit_code())
+
+
+@contextlib.contextmanager
+def _stopping(what: str) -> Iterator[None]:
+    """Run a flow so that SIGINT/SIGTERM stop it within seconds (flows.stopping), its embedded Prefect server
+    included, and say so in one line with the signal's exit status."""
+    from flows.stopping import start_embedded_server, stop_on_signals, stopped
+
+    with stop_on_signals():
+        try:
+            start_embedded_server()
+            yield
+        except typer.Exit:
+            raise
+        except BaseException:
+            if stopped():
+                raise _stopped(what) from None
+            raise
+
+
 def _failed(what: str, error: BaseException) -> typer.Exit:
     console.print(f"error: the {what} flow failed: {error}", soft_wrap=True)
     console.print("its task runs and logs are in the Prefect UI; fix the cause and run again (finished steps are "
@@ -72,19 +100,23 @@ def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
     from flows.benchmark import BenchmarkOutcome, benchmark
     from flows.console import quiet_terminal
     from flows.records import wait_for_task_runs
+    from flows.stopping import stopped
     from tint_core.diffusion.config import RANDOM_BACKBONES
     from tint_core.pipeline.results import summary_markdown, verdict
 
     source = config.generator.specialization.backbone.source
     quiet_terminal(verbose=verbose, random_backbone=source in RANDOM_BACKBONES)
     started = time.perf_counter()
-    with _flow_progress():
-        state = benchmark(config=config, return_state=True)
-    try:
-        outcome: BenchmarkOutcome = state.result()
-    except Exception as error:
-        raise _failed("benchmark", error) from None
-    recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    with _stopping("benchmark"):
+        with _flow_progress():
+            state = benchmark(config=config, return_state=True)
+        try:
+            outcome: BenchmarkOutcome = state.result()
+        except Exception as error:
+            if not stopped():
+                raise _failed("benchmark", error) from None
+            raise
+        recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
     cached = sum(run.state.name == "Cached" for run in recorded)
     stdout.print(summary_markdown(outcome.summary, with_verdict=False), highlight=False, soft_wrap=True)
     stdout.print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in "
@@ -169,15 +201,19 @@ def distill(
         from flows.distill import DistillOutcome
         from flows.distill import distill as distill_flow
         from flows.records import wait_for_task_runs
+        from flows.stopping import stopped
         from tint_core.pipeline.requests import DistillRequest
 
         quiet_terminal()
-        state = distill_flow(DistillRequest.of(settings), settings, return_state=True)
-        try:
-            outcome: DistillOutcome = state.result()
-        except Exception as error:
-            raise _failed("distill", error) from None
-        wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+        with _stopping("distill"):
+            state = distill_flow(DistillRequest.of(settings), settings, return_state=True)
+            try:
+                outcome: DistillOutcome = state.result()
+            except Exception as error:
+                if not stopped():
+                    raise _failed("distill", error) from None
+                raise
+            wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
         stdout.print(f"student: {outcome.student}\nreport: {outcome.report}", highlight=False, soft_wrap=True)
         if outcome.onnx is not None:
             card = Path(outcome.onnx).parent / "model_card.md"

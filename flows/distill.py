@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from flows.preparation import prepare_backbones
 from flows.records import Submissions
+from flows.stopping import stoppable
 from tasks import StepTasks
 from tasks.runtime import set_steps_per_device
 from tint_core.pipeline.checks import check_distill_app
@@ -33,6 +34,7 @@ class DistillOutcome(BaseModel):
 
 
 @flow(name="distill")
+@stoppable
 def distill(run: DistillRequest, config: DistillAppConfig | None = None) -> DistillOutcome:
     """Distil a student from a folder of support images (one subfolder per class) through TINT images.
 

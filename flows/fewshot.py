@@ -14,6 +14,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.records import Submissions
+from flows.stopping import stoppable
 from tasks import StepTasks
 from tasks.runtime import set_steps_per_device
 from tint_core.devices import check_device
@@ -66,6 +67,7 @@ def check_fewshot_devices(teacher: TeacherSetup, student: StudentSetup) -> None:
 
 
 @flow(name="fewshot", task_runner=ThreadPoolTaskRunner(max_workers=8))
+@stoppable
 def fewshot(store: str, units: list[FewShotUnit], teacher: TeacherSetup, student: StudentSetup,
             teacher_backbone: ArtifactRef | None = None, student_backbone: ArtifactRef | None = None,
             quality_k: int = 3, steps_per_device: int = 1) -> int:  # fmt: skip

@@ -8,6 +8,7 @@ cache records, so the benchmark that dispatched the units finds them all in the 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from flows.stopping import stoppable
 from tasks import StepTasks
 from tasks.runtime import set_steps_per_device
 from tint_core.pipeline.config import GeneratorConfig, Method, SpecializationUnit, generator_method
@@ -22,6 +23,7 @@ class UnitOutcome(BaseModel):
 
 
 @flow(name="specialize")
+@stoppable
 def specialize(store: str, units: list[SpecializationUnit], methods: list[Method] | None = None,
                generator: GeneratorConfig | None = None) -> list[UnitOutcome]:  # fmt: skip
     """Specialise the backbone to each unit's classes, then generate their images for each generating method.

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from flows.console import quiet_terminal, run_main
 from flows.records import Submissions, wait_for_task_runs
+from flows.stopping import stoppable
 from tasks import StepTasks
 from tint_core.pipeline.checks import check_train_backbone
 from tint_core.pipeline.config import TrainBackboneConfig
@@ -29,6 +30,7 @@ class TrainOutcome(BaseModel):
 
 
 @flow(name="train-backbone")
+@stoppable
 def train_backbone(config: TrainBackboneConfig = TrainBackboneConfig()) -> TrainOutcome:  # noqa: B008
     """Train a latent diffusion model on the base classes and write it as a checkpoint folder."""
     check_train_backbone(config)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from tint_core.diffusion.backbone import Backbone
+from tint_core.stopping import check_stop
 
 
 def change_timestep(
@@ -96,6 +97,7 @@ def guided_denoise(
     z = latents.float()
     batch = z.shape[0]
     for index, t in enumerate(timesteps):
+        check_stop()
         null = null_text[:, index] if null_text.ndim == 4 else null_text
         # One UNet call serves both halves of the guidance.
         noise = backbone.predict_noise(torch.cat([z, z]), t, torch.cat([null, text]))

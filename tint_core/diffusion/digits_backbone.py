@@ -32,6 +32,7 @@ from tint_core.diffusion.random_backbones import clip_text_encoder, sd_ddim_sche
 from tint_core.fewshot.augment import random_affine
 from tint_core.images import check_image_batch
 from tint_core.seeding import global_rng_seeded
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def train_autoencoder(vae: AutoencoderKL, images: torch.Tensor, config: DigitsBa
     losses = []
     vae.train()
     for step in range(config.vae_steps):
+        check_stop()
         x = random_affine(images[next(batches)], config.augment, generator) * 2 - 1
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
@@ -128,6 +130,7 @@ def train_denoiser(components: dict[str, object], images: torch.Tensor, labels: 
     losses = []
     unet.train()
     for step in range(config.unet_steps):
+        check_stop()
         rows = next(batches)
         with torch.no_grad():
             x = random_affine(images[rows], config.augment, generator) * 2 - 1

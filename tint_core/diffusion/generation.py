@@ -19,6 +19,7 @@ from tint_core.diffusion.prompts import ProgressFn, class_text_embeddings, null_
 from tint_core.diffusion.specialization import ClassSpecialization
 from tint_core.images import resize
 from tint_core.seeding import generator
+from tint_core.stopping import check_stop
 
 Method = Literal["tint", "text_only"]
 
@@ -122,6 +123,7 @@ def generate_images(
     images = []
     total = len(labels)
     for start in range(0, total, batch_size):
+        check_stop()
         rows = slice(start, start + batch_size)
         text = class_text[labels[rows].to(device)]
         eps = noise[rows].to(device)

@@ -17,6 +17,7 @@ from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import NullTextConfig
 from tint_core.diffusion.ddim import change_timestep, classifier_free_guidance, previous_timestep
 from tint_core.diffusion.prompts import ProgressFn
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def null_text_invert(
     final_losses = torch.zeros(batch, num_steps)
 
     for index, t in enumerate(timesteps):
+        check_stop()
         alpha_t, alpha_prev = alphas[t], alphas[previous_timestep(timesteps, index)]
         target = trajectory[num_steps - 1 - index].to(backbone.device).float()
         with torch.no_grad():

@@ -16,6 +16,7 @@ import torch
 from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import TextualInversionConfig
 from tint_core.diffusion.prompts import ProgressFn, class_prompt_ids
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def train_tokens(
         if images is None:
             clean_all = torch.stack([device_latents[c][support_index[:, c]] for c in range(num_classes)], dim=1)
         for step in range(steps):
+            check_stop()
             if images is None:
                 clean = clean_all[step]
             else:

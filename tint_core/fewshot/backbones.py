@@ -22,6 +22,7 @@ from tint_core.devices import autocast, module_device, resolve_device
 from tint_core.fewshot.config import BackboneConfig, ComputeConfig
 from tint_core.images import check_image_batch, resize
 from tint_core.seeding import global_rng_seeded
+from tint_core.stopping import check_stop
 
 LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
 HF_PREFIX = "hf-hub:"
@@ -169,6 +170,11 @@ class FeatureExtractor(nn.Module):
         return eval_in_batches(self, images, batch_size)
 
 
+def _stoppable(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    check_stop()
+    return module(batch)
+
+
 @torch.no_grad()
 def eval_in_batches(module: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """``module`` in eval mode over ``images`` in chunks, each moved to the module's device, concatenated on the CPU;
@@ -177,6 +183,6 @@ def eval_in_batches(module: torch.nn.Module, images: torch.Tensor, batch_size: i
     device = module_device(module)
     module.eval()
     try:
-        return torch.cat([module(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
+        return torch.cat([_stoppable(module, chunk.to(device)).cpu() for chunk in images.split(batch_size)])
     finally:
         module.train(was_training)

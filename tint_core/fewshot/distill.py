@@ -25,6 +25,7 @@ from tint_core.fewshot.student import Student, create_student
 from tint_core.fewshot.teacher import check_support_set
 from tint_core.fewshot.training import TrainingCurves, make_optimizer, one_cycle
 from tint_core.images import check_image_batch, resize
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def distill(
     # 3. steps: all supports (+ an unlabelled batch), augmented and forwarded together
     student.train()
     for _ in range(config.steps):
+        check_stop()
         batch = None if batches is None else next(batches).to(device)
         images = supports if batch is None else torch.cat([supports, unlabelled[batch]])
         logits = student(random_affine(images, config.augment, generator))  # (n_support + b, n_way)

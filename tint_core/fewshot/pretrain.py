@@ -19,6 +19,7 @@ from tint_core.fewshot.backbones import FeatureExtractor
 from tint_core.fewshot.config import PretrainConfig
 from tint_core.fewshot.training import TrainingCurves, make_optimizer, one_cycle
 from tint_core.images import check_image_batch, resize
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def pretrain_on_base(
         order = torch.randperm(len(images), generator=generator)
         loss_sum, correct = 0.0, 0
         for batch in order.split(config.batch_size):
+            check_stop()
             x = random_affine(images[batch].to(device), config.augment, generator)
             targets = labels[batch].to(device)
             logits = head(extractor(x))  # (b, n_classes)

@@ -17,6 +17,7 @@ from tint_core.fewshot.augment import random_affine
 from tint_core.fewshot.backbones import FeatureExtractor
 from tint_core.fewshot.config import TeacherConfig
 from tint_core.images import check_image_batch
+from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class PrototypeTeacher(nn.Module):
         optimizer = torch.optim.AdamW(backbone.parameters(), lr=config.finetune_lr)
         losses = []
         for _ in range(config.finetune_steps):
+            check_stop()
             views = random_affine(views_of, config.finetune_augment, generator)
             features = F.normalize(backbone(views) - centre, dim=1)  # (2n, D)
             support, query = features.chunk(2)
