@@ -61,7 +61,7 @@ def stop_embedded_server() -> None:
 def start_embedded_server() -> None:
     """Start Prefect's ephemeral server (when no PREFECT_API_URL is set) in a session of its own, so that the
     terminal's Ctrl-C reaches this process only: the server then outlives the interrupt long enough to record the
-    run's final state, and is stopped by this process on its way out."""
+    run's final state, and is stopped by this process on its way out (or by the kernel, should it be killed)."""
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
@@ -69,11 +69,22 @@ def start_embedded_server() -> None:
     from prefect.server.api import server as server_module
 
     popen = server_module.subprocess.Popen
-    server_module.subprocess.Popen = functools.partial(subprocess.Popen, start_new_session=True)  # type: ignore[misc]
+    server_module.subprocess.Popen = functools.partial(subprocess.Popen, start_new_session=True,  # type: ignore[misc]
+                                                       preexec_fn=_end_with_parent)
     try:
         server_module.SubprocessASGIServer().start()
     finally:
         server_module.subprocess.Popen = popen  # type: ignore[misc]
+
+
+def _end_with_parent() -> None:
+    """In the server's process before it starts (Linux): the kernel sends it SIGTERM when the command's process
+    ends, however it ends (SIGKILL included), so no server outlives its command."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the command's own exit path stops the server
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _deadline(signum: int, grace: float) -> None:

@@ -267,7 +267,7 @@ def test_tint_export_writes_a_checked_onnx_student_and_a_card_read_from_the_run(
 
     _, _, record = pilot
     output = tmp_path / "shipped"
-    result = runner.invoke(app, _export_args(output, record.config.store, "--method", "tint", "--episode", "1",
+    result = runner.invoke(app, _export_args(output, record.config.store, record.run_id, "--method", "tint", "--episode", "1",
                                              "--quantize", "--max-drop", "100"))  # fmt: skip
     assert result.exit_code == 0, result.output
     store = ArtifactStore(record.config.store)

@@ -39,6 +39,18 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".
 MANIFEST_COLUMNS = ("path", "class", "split")
 
 
+def check_class_name(name: str, where: str) -> str:
+    """``name`` if it can name a class: a label that is never a path (class names become file names, e.g. of the
+    application's pictures). Raises ValueError for '', '.', '..', '/', '\\', control characters (NUL included) or
+    more than 255 characters."""
+    if (name in ("", ".", "..") or len(name) > 255 or "/" in name or "\\" in name
+            or any(ord(character) < 32 for character in name)):  # fmt: skip
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ValueError(f"{where}: class name {shown!r} cannot name a class (no '/', '\\', control characters, '.' "
+                         "or '..'; at most 255 characters)")  # fmt: skip
+    return name
+
+
 def canonical_split(name: str) -> str:
     """Map a split name or alias (``train``, ``test``, …) to ``base``, ``val`` or ``novel``."""
     try:
@@ -100,7 +112,7 @@ class FewShotDataset:
                 parts = posixpath.relpath(path, split_root).split("/")
                 suffix = posixpath.splitext(parts[-1])[1].lower()
                 if len(parts) == 2 and suffix in IMAGE_SUFFIXES and not parts[-1].startswith("."):
-                    records.append(ImageRecord(path=path, label=parts[0], split=split))
+                    records.append(ImageRecord(path=path, label=check_class_name(parts[0], url), split=split))
         if not records:
             raise ValueError(f"{url}: no images found under {sorted(split_dirs.values())}")
         return cls(records, fs)
@@ -117,7 +129,8 @@ class FewShotDataset:
         folder = posixpath.dirname(path)
         columns = {name: table.column(name).to_pylist() for name in MANIFEST_COLUMNS}
         records = [
-            ImageRecord(path=_resolve(fs, folder, str(p)), label=str(c), split=canonical_split(str(s)))
+            ImageRecord(path=_resolve(fs, folder, str(p)), label=check_class_name(str(c), f"manifest {url}"),
+                        split=canonical_split(str(s)))
             for p, c, s in zip(columns["path"], columns["class"], columns["split"], strict=True)
         ]
         return cls(records, fs)

@@ -359,9 +359,11 @@ def _load_components(folder: Path) -> dict[str, object]:
         raise ValueError(f"{folder} is not a Stable Diffusion 1.x/2.x text-to-image checkpoint (SDXL/inpainting unsupported)")
     # low_cpu_mem_usage needs `accelerate`, which is not a dependency: ask for the plain loader instead of a warning
     return {
-        "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet", low_cpu_mem_usage=False),
-        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", low_cpu_mem_usage=False),
-        "text_encoder": CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
+        # use_safetensors: a checkpoint's pickled .bin weights are never read (they could run code)
+        "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet", low_cpu_mem_usage=False,
+                                                     use_safetensors=True),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", low_cpu_mem_usage=False, use_safetensors=True),
+        "text_encoder": CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True),
         "tokenizer": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
         "scheduler": DDIMScheduler.from_pretrained(folder, subfolder="scheduler"),
     }

@@ -34,7 +34,7 @@ class Swin2SRUpscaler:
         from transformers import Swin2SRForImageSuperResolution
 
         try:
-            model = Swin2SRForImageSuperResolution.from_pretrained(source, local_files_only=True)
+            model = Swin2SRForImageSuperResolution.from_pretrained(source, local_files_only=True, use_safetensors=True)
         except OSError as error:
             raise FileNotFoundError(
                 f"super-resolution model {source!r} is neither a local folder nor in the local Hugging Face cache; "

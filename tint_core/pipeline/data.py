@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tint_core.data.datasets import IMAGE_SUFFIXES, FewShotDataset, ImageRecord, load_images
+from tint_core.data.datasets import IMAGE_SUFFIXES, FewShotDataset, ImageRecord, check_class_name, load_images
 from tint_core.data.digits import DEFAULT_BASE, DEFAULT_NOVEL, write_digits_dataset
 from tint_core.data.episodes import EpisodeSampler
 from tint_core.images import load_image
@@ -329,7 +329,7 @@ def _support_files(root: str) -> dict[str, list[tuple[str, int]]]:
         parts = path.split("/")
         name = parts[-1]
         if len(parts) == 2 and posixpath.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith("."):
-            by_class.setdefault(parts[0], []).append((path, size))
+            by_class.setdefault(check_class_name(parts[0], root), []).append((path, size))
     return dict(sorted(by_class.items()))
 
 

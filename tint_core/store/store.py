@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,6 +41,7 @@ ARTIFACTS = "artifacts"
 QUARANTINE = "quarantine"
 LOGS = "logs"
 MANIFEST = "manifest.json"
+LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a segment of a log path: never '..', never absolute
 DEFAULT_GC_AGE = 24 * 3600.0  # far longer than any put takes, so gc never removes a live writer's folder
 _VERIFY_BATCH_BYTES = 256 * 2**20
 _CREATE_ATTEMPTS = 3  # a manifest that vanishes (quarantined) between our failed create and our read: try again
@@ -454,8 +456,9 @@ class ArtifactStore:
             FileExistsError: the log already has an entry of that name (entries are never overwritten).
         """
         for part in (log, name):
-            if not part or part.startswith(".") or "\\" in part or ".." in part.split("/"):
-                raise ValueError(f"bad log path {part!r}")
+            if not all(LOG_NAME.fullmatch(segment) for segment in part.split("/")):
+                raise ValueError(f"bad log path {part!r}: '/'-separated names of letters, digits, '_', '.' and '-', "
+                                 "each starting with a letter or digit, at most 200 characters")  # fmt: skip
         if not self._backend.create_exclusive(f"{LOGS}/{log}/{name}", data):
             raise FileExistsError(f"log {log!r} already has an entry {name!r} in store {self.url}")
 
