@@ -148,7 +148,7 @@ def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
     cached = int(again.stdout.split(" task runs recorded by Prefect (")[1].split(" cached")[0])
     made = _made(config.store, ("dataset", "episode", "backbone", "specialize", "generate"))
     assert {key: made[key] for key in finished} == finished  # what the stopped run finished was reused
-    assert cached >= len(finished) > 0
+    assert cached > 0 and finished  # (a task may write several artifacts: specialisations come per unit)
     assert _flow_run_states(tmp_path / "home") == ["CRASHED", "COMPLETED"]
 
 
