@@ -1,0 +1,83 @@
+"""The main job's own process SIGKILLed at random moments (seeded trials), then run again: the rerun completes with
+the undisturbed run's artifacts, digest for digest; what was complete before the rerun is reused, not remade; the
+store verifies; no process of the killed command is left (its embedded server ends with it)."""
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.helpers import small_config
+from tests.pipeline.test_stopping import _alive, _descendants
+from tint_core.pipeline.runs import find_run
+from tint_core.store import ArtifactStore
+
+REPO = Path(__file__).parents[2]
+TRIALS = 5
+pytestmark = pytest.mark.slow
+
+
+def _main_job(config_path: Path, home: Path) -> subprocess.Popen:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(config_path)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+
+
+LOCATED = ("dataset", "episode")  # their content names where the digits images are written: under each store
+
+
+def _digests(store: str) -> dict[str, list[str]]:
+    """Step → the sorted content digests of its artifacts (keys differ with the store's location, digests not;
+    the indexes of the images, which name their folder, count only)."""
+    found: dict[str, list[str]] = {}
+    for manifest in ArtifactStore(store).list():
+        found.setdefault(manifest.step, []).append("located" if manifest.step in LOCATED else manifest.digest)
+    return {step: sorted(digests) for step, digests in found.items()}
+
+
+def _config(root: Path):
+    config = small_config(str(root / "store"), methods=["supports_only", "tint"])
+    config.to_yaml(root / "config.yaml")
+    return config
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("undisturbed")
+    config = _config(root)
+    process = _main_job(root / "config.yaml", root / "home")
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return _digests(config.store), find_run(config.store).results.digest
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_the_main_job_killed_at_a_random_moment_reruns_to_the_undisturbed_artifacts(undisturbed, tmp_path, trial):
+    digests, results = undisturbed
+    config = _config(tmp_path)
+    delay = random.Random(trial).uniform(4.0, 30.0)  # from the server's start-up to the last steps
+    process = _main_job(tmp_path / "config.yaml", tmp_path / "home")
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    below = _descendants(process.pid)
+    process.kill()
+    process.communicate(timeout=60)
+    time.sleep(3.0)  # the kernel's SIGTERM to the server, and its exit
+    assert not [pid for pid in below if _alive(pid)], f"left running after SIGKILL at {delay:.1f} s"
+    store = ArtifactStore(config.store)
+    assert store.verify(quarantine=False).ok  # nothing partial or corrupt is visible
+    before = {manifest.key: manifest.created for manifest in store.list()}
+
+    rerun = _main_job(tmp_path / "config.yaml", tmp_path / "home")
+    _, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, (f"killed at {delay:.1f} s", stderr[-3000:])
+    after = {manifest.key: manifest.created for manifest in store.list()}
+    assert {key: after[key] for key in before} == before  # complete artifacts were reused, not remade
+    assert _digests(config.store) == digests and find_run(config.store).results.digest == results
+    assert store.verify(quarantine=False).ok
