@@ -14,9 +14,9 @@ import contextlib
 import enum
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tint_core.cli import app, console, main, stdout, user_errors
 from tint_core.pipeline.config import BenchmarkConfig, DistillAppConfig
 from tint_core.pipeline.presets import DISTILL_PRESETS, demo_config
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 __all__ = ["app", "main"]
 
@@ -69,24 +72,6 @@ def _stopped(what: str) -> typer.Exit:
     return typer.Exit(code=exit_code())
 
 
-@contextlib.contextmanager
-def _stopping(what: str) -> Iterator[None]:
-    """Run a flow so that SIGINT/SIGTERM stop it within seconds (flows.stopping), its embedded Prefect server
-    included, and say so in one line with the signal's exit status."""
-    from flows.stopping import start_embedded_server, stop_on_signals, stopped
-
-    with stop_on_signals():
-        try:
-            start_embedded_server()
-            yield
-        except typer.Exit:
-            raise
-        except BaseException:
-            if stopped():
-                raise _stopped(what) from None
-            raise
-
-
 def _failed(what: str, error: BaseException) -> typer.Exit:
     console.print(f"error: the {what} flow failed: {error}", soft_wrap=True)
     console.print("its task runs and logs are in the Prefect UI; fix the cause and run again (finished steps are "
@@ -94,29 +79,45 @@ def _failed(what: str, error: BaseException) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _run_flow(what: str, start: Callable[[], State]) -> tuple[Any, list]:
+    """Start a flow run in this process and wait for its outcome and for Prefect to record every task run.
+
+    SIGINT/SIGTERM stop it within seconds, its embedded Prefect server included (flows.stopping), and say so in one
+    line with the signal's exit status; a failed run says so in one line with exit status 1.
+    """
+    from flows.records import wait_for_task_runs
+    from flows.stopping import start_embedded_server, stop_on_signals, stopped
+
+    with stop_on_signals():
+        try:
+            start_embedded_server()
+            state = start()
+            outcome = state.result()
+            return outcome, wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+        except typer.Exit:
+            raise
+        except BaseException as error:
+            if stopped():
+                raise _stopped(what) from None
+            if isinstance(error, Exception):
+                raise _failed(what, error) from None
+            raise
+
+
 def _run_benchmark(config: BenchmarkConfig, verbose: bool) -> None:
     """Run the benchmark flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set), print
     the results, and wait until Prefect has recorded every task run."""
     from flows.benchmark import BenchmarkOutcome, benchmark
     from flows.console import quiet_terminal
-    from flows.records import wait_for_task_runs
-    from flows.stopping import stopped
     from tint_core.diffusion.config import RANDOM_BACKBONES
     from tint_core.pipeline.results import summary_markdown, verdict
 
     source = config.generator.specialization.backbone.source
     quiet_terminal(verbose=verbose, random_backbone=source in RANDOM_BACKBONES)
     started = time.perf_counter()
-    with _stopping("benchmark"):
-        with _flow_progress():
-            state = benchmark(config=config, return_state=True)
-        try:
-            outcome: BenchmarkOutcome = state.result()
-        except Exception as error:
-            if not stopped():
-                raise _failed("benchmark", error) from None
-            raise
-        recorded = wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+    with _flow_progress():
+        outcome: BenchmarkOutcome
+        outcome, recorded = _run_flow("benchmark", lambda: benchmark(config=config, return_state=True))
     cached = sum(run.state.name == "Cached" for run in recorded)
     stdout.print(summary_markdown(outcome.summary, with_verdict=False), highlight=False, soft_wrap=True)
     stdout.print(f"{len(recorded)} task runs recorded by Prefect ({cached} cached) in "
@@ -200,20 +201,11 @@ def distill(
         from flows.console import quiet_terminal
         from flows.distill import DistillOutcome
         from flows.distill import distill as distill_flow
-        from flows.records import wait_for_task_runs
-        from flows.stopping import stopped
         from tint_core.pipeline.requests import DistillRequest
 
         quiet_terminal()
-        with _stopping("distill"):
-            state = distill_flow(DistillRequest.of(settings), settings, return_state=True)
-            try:
-                outcome: DistillOutcome = state.result()
-            except Exception as error:
-                if not stopped():
-                    raise _failed("distill", error) from None
-                raise
-            wait_for_task_runs(state.state_details.flow_run_id, outcome.task_runs)
+        outcome: DistillOutcome
+        outcome, _ = _run_flow("distill", lambda: distill_flow(DistillRequest.of(settings), settings, return_state=True))
         stdout.print(f"student: {outcome.student}\nreport: {outcome.report}", highlight=False, soft_wrap=True)
         if outcome.onnx is not None:
             card = Path(outcome.onnx).parent / "model_card.md"

@@ -8,6 +8,7 @@ read from the run or measured by the export; none is typed in.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 
 from pydantic import BaseModel, Field
@@ -209,16 +210,10 @@ def card_markdown(card: ModelCard) -> str:
         (f"onnxruntime against torch on {check.images} images: largest logit difference "
          f"{check.max_logit_difference:.2e} (allowed {check.tolerance:.0e}), predictions "
          f"{'identical' if check.predictions_equal else 'different'}."),
-        "", "## Lineage", "", "```json", _json(card.lineage), "```", "",
+        "", "## Lineage", "", "```json", json.dumps(card.lineage, indent=1, default=str), "```", "",
     ]  # fmt: skip
     return "\n".join(lines)
 
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value, indent=1, default=str)

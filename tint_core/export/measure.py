@@ -12,6 +12,8 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from tint_core.devices import module_device
+
 
 class Speed(BaseModel):
     """CPU speed of one runtime: median latency of one image, throughput of a batch."""
@@ -47,16 +49,10 @@ def macs_per_image(module: nn.Module, input_size: int) -> int:
     module.eval()
     try:
         with torch.no_grad(), counter:
-            module(torch.rand(1, 3, input_size, input_size, device=_device(module)))
+            module(torch.rand(1, 3, input_size, input_size, device=module_device(module)))
     finally:
         module.train(was_training)
     return counter.get_total_flops() // 2
-
-
-def _device(module: nn.Module) -> torch.device:
-    from tint_core.devices import module_device
-
-    return module_device(module)
 
 
 def measure_speed(run: Callable[[torch.Tensor], object], input_size: int, batch: int = 64, repeats: int = 30,
