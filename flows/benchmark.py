@@ -205,7 +205,7 @@ def benchmark(run: BenchmarkRequest = BenchmarkRequest(), config: BenchmarkConfi
     aggregate = submit(steps.aggregate_results, store, scores, teacher_scores, labels, quality, episodes,
                        config.evaluation, max_queries(config))  # fmt: skip
     _track(submit.futures, units)
-    results = aggregate.result()
+    results = submit.result(aggregate)
     summary = read_summary(store, results)
     publish_results(summary, results)
     runs = record_history(config, summary, results)

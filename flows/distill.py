@@ -56,12 +56,12 @@ def distill(run: DistillRequest, config: DistillAppConfig | None = None) -> Dist
     images = [submit(steps.generate_unit, store, specializations, config.generator, METHOD)]
     labels = submit(steps.label_images, store, supports, METHOD, images, config.teacher, prepared_teacher)
     trained = submit(steps.distill_student, store, supports, METHOD, images, labels, config.student, prepared_student)
-    path = Path(submit(steps.export_student, store, trained, labels, supports, specializations, images[0],
-                       config.output).result())  # fmt: skip
+    path = Path(submit.result(submit(steps.export_student, store, trained, labels, supports, specializations,
+                                     images[0], config.output)))  # fmt: skip
     onnx = None
     if config.export.onnx:
-        onnx = submit(steps.package_student, store, trained, labels, supports, config.teacher.model, prepared_teacher,
-                      config.output, config.export, config.model_dump(mode="json")).result()  # fmt: skip
+        onnx = submit.result(submit(steps.package_student, store, trained, labels, supports, config.teacher.model,
+                                    prepared_teacher, config.output, config.export, config.model_dump(mode="json")))  # fmt: skip
     get_run_logger().info("student of %d classes written to %s (report: %s)", len(counts), path,
                           path.parent / "report.md")  # fmt: skip
     return DistillOutcome(student=str(path), report=str(path.parent / "report.md"), onnx=onnx,

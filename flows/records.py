@@ -58,3 +58,14 @@ class Submissions:
         future = task.submit(*args, wait_for=wait_for or None)
         self.futures.append(future)
         return future
+
+    def result(self, future: PrefectFuture) -> Any:
+        """The result of ``future``; when it never ran because an upstream task failed, that task's error instead
+        (the cause, rather than Prefect's "Run is in PENDING state")."""
+        future.wait()
+        if not future.state.is_completed():
+            for submitted in self.futures:
+                submitted.wait()
+                if submitted.state.is_failed():
+                    submitted.result()  # raises the task's own exception
+        return future.result()

@@ -37,7 +37,7 @@ def train_backbone(config: TrainBackboneConfig = TrainBackboneConfig()) -> Train
     steps, store, submit = StepTasks(config.store), config.store, Submissions()
     dataset = submit(steps.index_dataset, store, config.dataset)
     trained = submit(steps.train_diffusion, store, dataset, config.training, config.image_size)
-    folder = submit(steps.export_backbone, store, trained, config.output).result()
+    folder = submit.result(submit(steps.export_backbone, store, trained, config.output))
     get_run_logger().info("the trained backbone is in %s: use it as generator.specialization.backbone.source", folder)
     return TrainOutcome(trained=trained.result(), folder=folder, task_runs=len(submit.futures))
 

@@ -1,4 +1,7 @@
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -6,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tint_core.data import FewShotDataset, load_images
-from tint_core.images import ImageReadError
+from tint_core.data import FewShotDataset, load_images, write_digits_dataset
+from tint_core.images import ImageReadError, load_image
+
+REPO = Path(__file__).parents[2]
 
 
 def _save(path, image: Image.Image) -> None:
@@ -108,3 +113,24 @@ def test_digits_converter_writes_the_real_bundled_digits(digits):
     assert sum(digits.class_counts("base").values()) + sum(digits.class_counts("novel").values()) == 1797
     images, _ = digits.load(digits.paths("novel", "7")[:3])
     assert images.shape == (3, 3, 16, 16) and float(images.max()) > 0.9  # bright ink on black
+
+
+def test_digits_rewritten_by_other_processes_are_never_seen_half_written(tmp_path):
+    """Two benchmarks on one store may both write the digits into it: a reader must only ever see whole images."""
+    root = tmp_path / "digits"
+    write_digits_dataset(str(root), size=16)
+    paths = sorted(root.rglob("*.png"))
+    rewrite = f"from tint_core.data import write_digits_dataset\nfor _ in range(4): write_digits_dataset({str(root)!r}, size=16)"
+    writers = [subprocess.Popen([sys.executable, "-c", rewrite], cwd=REPO) for _ in range(2)]
+    try:
+        reads = 0
+        while any(writer.poll() is None for writer in writers):
+            for path in paths:
+                load_image(path.read_bytes(), name=str(path))  # raises ImageReadError on a partial file
+            reads += len(paths)
+    finally:
+        for writer in writers:
+            writer.kill()
+            writer.wait()
+    assert all(writer.returncode == 0 for writer in writers) and reads > 0
+    assert sorted(root.rglob("*.png")) == paths and not list(root.rglob("*.tmp"))

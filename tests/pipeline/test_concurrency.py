@@ -31,8 +31,9 @@ def test_three_benchmarks_at_once_on_one_store(tmp_path):
         processes[name] = subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(tmp_path / f"{name}.yaml")],
                                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
-    for name, process in processes.items():
-        assert process.returncode == 0, (name, outputs[name][1][-3000:])
+    failed = {name: outputs[name][1][-6000:] for name, process in processes.items() if process.returncode != 0}
+    if failed:
+        pytest.fail("\n\n".join(f"run {name} failed:\n{error}" for name, error in failed.items()), pytrace=False)
 
     opened = ArtifactStore(store)
     manifests = opened.list()

@@ -105,3 +105,25 @@ def test_the_cache_key_of_a_task_is_its_artifact_key_or_a_digest_of_all():
     assert record_key([one, two]) != record_key([two, one]) and len(record_key([one, two])) == 64
     with pytest.raises(ValueError, match="keys function"):
         StoredArtifacts().compute_key(None, {"store": "x"}, {})
+
+
+def test_a_step_that_never_ran_because_an_upstream_one_failed_reports_the_upstream_error(prefect_server):
+    from prefect import flow, task
+
+    from flows.records import Submissions
+
+    @task
+    def read_images() -> int:
+        raise ValueError("cannot read image 1002.png")
+
+    @task
+    def summarise(count: int) -> int:
+        return count
+
+    @flow
+    def pipeline() -> int:
+        submit = Submissions()
+        return submit.result(submit(summarise, submit(read_images)))
+
+    with pytest.raises(ValueError, match="cannot read image 1002.png"):  # not Prefect's "Run is in PENDING state"
+        pipeline()

@@ -8,16 +8,32 @@ none to spare; tune on base-class episodes instead). Ink is bright on a dark bac
 from __future__ import annotations
 
 import io
+import os
+import uuid
 from collections.abc import Sequence
 
 import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 
 from tint_core.data.datasets import FewShotDataset
 
 DEFAULT_BASE = (0, 1, 2, 3, 4)
 DEFAULT_NOVEL = (5, 6, 7, 8, 9)
+
+
+def _write_whole(fs: fsspec.AbstractFileSystem, files: dict[str, bytes]) -> None:
+    """Write ``files`` (path → bytes) so that a reader never sees one half-written, even while another process writes
+    the same tree: an object store replaces each object whole; a local file is written aside and renamed."""
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe(files)  # one call: remote filesystems upload the 1797 small files concurrently
+        return
+    for path, data in files.items():
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"  # unique: two writers never share a temporary file
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
 
 
 def write_digits_dataset(
@@ -60,5 +76,5 @@ def write_digits_dataset(
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
                 files[f"{folder}/{index:04d}.png"] = buffer.getvalue()
-    fs.pipe(files)  # one call: remote filesystems upload the 1797 small files concurrently
+    _write_whole(fs, files)
     return FewShotDataset.from_image_folder(url, storage_options=storage_options)
