@@ -3,6 +3,7 @@ and backbones pre-trained on their base classes."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import uuid
@@ -52,6 +53,26 @@ def _s3_client(endpoint: str):
 
 def make_bucket(name: str) -> None:
     _s3_client(os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=name)
+
+
+def read_bucket(url: str) -> dict[str, bytes]:
+    """Every object under an s3:// URL (bucket and prefix), key → bytes."""
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    client = _s3_client(os.environ["AWS_ENDPOINT_URL"])
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def secret_leaks(secret: str, outputs: dict[str, bytes]) -> list[str]:
+    """The outputs (name → bytes) that hold ``secret`` in any form a log or a database might keep it in."""
+    forms = [secret.encode(), secret.encode("utf-16-le"), base64.b64encode(secret.encode())]
+    return [name for name, data in outputs.items() if any(form in data for form in forms)]
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, path → bytes."""
+    return {str(path): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 @pytest.fixture

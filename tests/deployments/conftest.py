@@ -2,6 +2,7 @@
 workers started as a user starts them; S3 on moto's threaded server."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -64,6 +65,8 @@ class Cluster:
     env: dict[str, str]
     store: str
     logs: Path
+    home: Path
+    secret: str  # the AWS secret key every process of the cluster holds: it must appear in none of their outputs
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start_worker(self, pool: str, name: str) -> subprocess.Popen:
@@ -99,11 +102,14 @@ def cluster(s3_env, tmp_path_factory) -> Iterator[Cluster]:
         "PYTHONPATH": str(REPO),
         "TINT_STORE": f"s3://{bucket}/tint",
         "GPUS": "2",
+        "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),  # moto accepts any: planted, to be looked for
+        "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # the cause of a 503 (sqlite busy, …) in the server's log
     }
     server_log = open(logs / "server.log", "w")  # noqa: SIM115
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    cluster = Cluster(api_url=api_url, env=env, store=env["TINT_STORE"], logs=logs)
+    cluster = Cluster(api_url=api_url, env=env, store=env["TINT_STORE"], logs=logs, home=home,
+                      secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
     try:
         _wait_healthy(api_url, server)
         setup = subprocess.run(["bash", "deployments/setup.sh"], cwd=REPO, env=env, capture_output=True, text=True,

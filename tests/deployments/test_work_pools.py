@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.actions import DeploymentFlowRunCreate, DeploymentUpdate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -24,10 +24,13 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled, to_state_create
 
 from flows.records import read_task_runs
 from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, require_chromium
+from tests.conftest import files_under, read_bucket, secret_leaks
 from tests.deployments.conftest import REPO, Cluster
 from tests.pipeline.helpers import small_config, timings
 from tint_core.pipeline.config import BenchmarkConfig, ExecutionConfig
@@ -250,6 +253,32 @@ def test_a_person_runs_the_benchmark_from_the_short_form_in_the_prefect_ui(clust
                    f"runs submitted and completed on a worker{retried}; screenshots in {ARTIFACTS}")  # fmt: skip
 
 
+# One of each kind of bad parameter: a wrong type, a value out of range, a field that does not exist.
+BAD_CHOICES = {"episodes": "many", "n_way": 1, "episodez": 3}
+
+
+def test_runs_with_bad_parameters_are_refused_naming_the_field_and_write_nothing(cluster):
+    store = f"{cluster.store}/bad-parameters"
+    with api(cluster), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("benchmark/tint-benchmark")
+        # 1. Prefect's own validation (the deployment enforces its parameter schema): refused, no run made.
+        for field, value in BAD_CHOICES.items():
+            with pytest.raises(PrefectHTTPStatusError) as refused:
+                client.create_flow_run_from_deployment(deployment.id, parameters={"run": {
+                    "preset": "smoke", "store": store, field: value}})  # fmt: skip
+            assert refused.value.response.status_code == 409 and field in refused.value.response.text
+        # 2. A run that bypasses the schema reaches a worker: the flow's own check fails it, naming every field.
+        name = f"bad-parameters-{time.time_ns()}"
+        request = DeploymentFlowRunCreate(name=name, enforce_parameter_schema=False, state=to_state_create(Scheduled()),
+                                          parameters={"run": {"preset": "smoke", "store": store, **BAD_CHOICES}})  # fmt: skip
+        client.request("POST", "/deployments/{id}/create_flow_run", path_params={"id": deployment.id},
+                       json=request.model_dump(mode="json", exclude_unset=True))  # fmt: skip
+    run = _wait_for_run(cluster, name)
+    assert run.state.is_failed(), run.state
+    assert all(field in run.state.message for field in BAD_CHOICES), run.state.message
+    assert read_bucket(store) == {}  # nothing written
+
+
 def _show_the_pictures(cluster: Cluster, page, base: str, run: FlowRun) -> list[tuple[str, int]]:
     """Open the run's pictures artifact (the page its Artifacts tab links to); return each image's alt text and
     decoded width, and keep a screenshot."""
@@ -409,3 +438,12 @@ def _kill_the_worker_of_a_running_unit(cluster: Cluster, timeout: float = 300.0)
                     return name
             time.sleep(0.25)
     raise TimeoutError("no unit on the GPU pool was seen computing a specialisation")
+
+
+def test_no_process_of_the_cluster_wrote_its_secret_anywhere(cluster):
+    """Last, after every run above: the server's and the workers' logs, the Prefect database and every object the
+    runs wrote hold no trace of the AWS secret key they all had in their environment."""
+    outputs = files_under(cluster.logs) | files_under(cluster.home) | read_bucket(cluster.store)
+    assert any(name.endswith("prefect.db") for name in outputs) and any("worker-gpu-a" in name for name in outputs)
+    assert any("/artifacts/" in name for name in outputs)
+    assert secret_leaks(cluster.secret, outputs) == []

@@ -14,6 +14,7 @@ from tint_core.export.config import ExportConfig
 from tint_core.fewshot.config import DistillConfig, StudentConfig, TeacherConfig
 from tint_core.pipeline import BenchmarkConfig, DistillAppConfig, StudentSetup, TeacherSetup
 from tint_core.pipeline.presets import smoke_config
+from tint_core.store import ArtifactStore
 
 torch.set_num_threads(1)  # tiny models: a second thread gains little and fights the flow's worker threads
 
@@ -73,3 +74,15 @@ def app_config(tmp_path, folder) -> DistillAppConfig:
                              training=DistillConfig(steps=2, batch_size=8)),
         export=ExportConfig(repeats=3, batch=8),
     )  # fmt: skip
+
+
+LOCATED = ("dataset", "episode")  # their content names where the digits images are written: under each store
+
+
+def content_digests(store: str) -> dict[str, list[str]]:
+    """Step → the sorted content digests of its artifacts (keys differ with the store's location, digests not;
+    the indexes of the images, which name their folder, count only)."""
+    found: dict[str, list[str]] = {}
+    for manifest in ArtifactStore(store).list():
+        found.setdefault(manifest.step, []).append("located" if manifest.step in LOCATED else manifest.digest)
+    return {step: sorted(digests) for step, digests in found.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import small_config
+from tests.pipeline.helpers import content_digests, small_config
 from tests.pipeline.test_stopping import _alive, _descendants
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
@@ -28,18 +28,6 @@ def _main_job(config_path: Path, home: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
 
-LOCATED = ("dataset", "episode")  # their content names where the digits images are written: under each store
-
-
-def _digests(store: str) -> dict[str, list[str]]:
-    """Step → the sorted content digests of its artifacts (keys differ with the store's location, digests not;
-    the indexes of the images, which name their folder, count only)."""
-    found: dict[str, list[str]] = {}
-    for manifest in ArtifactStore(store).list():
-        found.setdefault(manifest.step, []).append("located" if manifest.step in LOCATED else manifest.digest)
-    return {step: sorted(digests) for step, digests in found.items()}
-
-
 def _config(root: Path):
     config = small_config(str(root / "store"), methods=["supports_only", "tint"])
     config.to_yaml(root / "config.yaml")
@@ -53,7 +41,7 @@ def undisturbed(tmp_path_factory):
     process = _main_job(root / "config.yaml", root / "home")
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
-    return _digests(config.store), find_run(config.store).results.digest
+    return content_digests(config.store), find_run(config.store).results.digest
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
@@ -79,5 +67,5 @@ def test_the_main_job_killed_at_a_random_moment_reruns_to_the_undisturbed_artifa
     assert rerun.returncode == 0, (f"killed at {delay:.1f} s", stderr[-3000:])
     after = {manifest.key: manifest.created for manifest in store.list()}
     assert {key: after[key] for key in before} == before  # complete artifacts were reused, not remade
-    assert _digests(config.store) == digests and find_run(config.store).results.digest == results
+    assert content_digests(config.store) == digests and find_run(config.store).results.digest == results
     assert store.verify(quarantine=False).ok

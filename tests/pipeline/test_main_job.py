@@ -2,15 +2,16 @@
 
 import os
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 from flows.benchmark import benchmark
+from tests.conftest import files_under, read_bucket, secret_leaks
 from tests.pipeline.helpers import run_flow, small_config, timings
 from tint_core.store import ArtifactStore
 
@@ -27,8 +28,11 @@ def run_main_job(config_path: Path, home: Path, extra_env: dict[str, str] | None
                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
 
 
+RECORDED = re.compile(r"(\d+) task runs recorded by Prefect \((\d+) cached\) in (\d+) s")
+
+
 def recorded(stdout: str) -> tuple[int, int]:
-    found = re.search(r"(\d+) task runs recorded by Prefect \((\d+) cached\) in (\d+) s", stdout)
+    found = RECORDED.search(stdout)
     assert found, stdout
     return int(found.group(1)), int(found.group(2))
 
@@ -46,25 +50,35 @@ def test_every_task_run_of_the_main_job_is_recorded_before_it_exits(tmp_path):
         states = dict(db.execute("SELECT state_type, COUNT(*) FROM task_run GROUP BY state_type").fetchall())
         flows = db.execute("SELECT state_type FROM flow_run").fetchall()
     assert states == {"COMPLETED": 44} and flows == [("COMPLETED",)]
-    timings.append(f"main job in a fresh process: {result.stdout.splitlines()[-8:][0]}")
+    timings.append(f"main job in a fresh process: {RECORDED.search(result.stdout).group(0)}")
 
 
-def test_the_flow_on_s3_shares_its_cache_with_a_fresh_prefect_home(prefect_server, s3_url, s3_env, tmp_path):
+def test_the_main_job_on_s3_leaks_no_secret_and_a_fresh_prefect_home_shares_its_cache(prefect_server, s3_url, s3_env,
+                                                                                       tmp_path):  # fmt: skip
     # Two methods: every image moto serves goes through one lock, and real_pool alone would double the reads.
     config = small_config(s3_url, methods=["supports_only", "tint"])
-    first = run_flow(benchmark, config=config, label="on S3 (moto)")
-    assert not first.all_cached
-    bucket, prefix = s3_url[len("s3://") :].split("/", 1)
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    keys = [item["Key"] for page in pages for item in page["Contents"]]
-    manifests = {key.split("/")[2] for key in keys if key.endswith("/manifest.json") and "/artifacts/" in key}
+    config.to_yaml(tmp_path / "config.yaml")
+    secret = secrets.token_urlsafe(24)  # moto accepts any key: plant one, then look for it everywhere
+    first = run_main_job(tmp_path / "config.yaml", tmp_path / "home", s3_env | {"AWS_SECRET_ACCESS_KEY": secret})
+    assert first.returncode == 0, first.stderr[-3000:]
+    total, cached = recorded(first.stdout)
+    assert total == 26 and cached == 0
+    timings.append(f"main job on S3 (moto), a fresh process: {RECORDED.search(first.stdout).group(0)}")
+    objects = read_bucket(s3_url)
+    prefix = s3_url[len("s3://") :].split("/", 1)[1]
+    manifests = {key.split("/")[2] for key in objects if key.endswith("/manifest.json") and "/artifacts/" in key}
     # 26 tasks, several of which write more than one artifact (a unit writes each of its classes)
     assert manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 34
-    assert any(f"{prefix}/prefect-records/" in key for key in keys)
-    assert any(f"{prefix}/datasets/digits-16/novel/" in key for key in keys)
+    for part in ("prefect-records/", "datasets/digits-16/novel/", "logs/benchmark-runs/", "logs/benchmark-history/",
+                 "logs/reports/"):  # fmt: skip
+        assert any(key.startswith(f"{prefix}/{part}") for key in objects), part
 
-    config.to_yaml(tmp_path / "config.yaml")
-    again = run_main_job(tmp_path / "config.yaml", tmp_path / "fresh-home", s3_env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    # Nothing recomputed: every step Cached from the bucket's records.
-    assert recorded(again.stdout) == (len(first.task_runs),) * 2
+    # The terminal, the Prefect home (database, logs, settings), every object written (artifacts, records, run
+    # record, history, the HTML report): the secret is in none of them.
+    outputs = {"stdout": first.stdout.encode(), "stderr": first.stderr.encode()} | files_under(tmp_path / "home")
+    assert any(name.endswith("prefect.db") for name in outputs) and any(key.endswith(".html") for key in objects)
+    assert secret_leaks(secret, outputs | objects) == []
+
+    # Another machine, another Prefect server: nothing recomputed, every step Cached from the bucket's records.
+    again = run_flow(benchmark, config=config, label="the same on S3 from another Prefect server")
+    assert again.all_cached and len(again.task_runs) == total

@@ -7,6 +7,7 @@ none to spare; tune on base-class episodes instead). Ink is bright on a dark bac
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import uuid
@@ -31,9 +32,14 @@ def _write_whole(fs: fsspec.AbstractFileSystem, files: dict[str, bytes]) -> None
         return
     for path, data in files.items():
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"  # unique: two writers never share a temporary file
-        with open(temporary, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)  # a full disk, a stop: leave no stray file behind
+            raise
 
 
 def write_digits_dataset(

@@ -24,7 +24,8 @@ from tint_core.images import load_image
 from tint_core.pipeline.config import DIGITS, DatasetConfig, EpisodeConfig
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.step import Output, Step
-from tint_core.store import ArtifactRef, ArtifactStore, canonical_json, normalize_path, sha256_hex
+from tint_core.store import ArtifactRef, ArtifactStore, canonical_json, normalize_path, out_of_space, sha256_hex
+from tint_core.store.errors import OUT_OF_SPACE
 
 logger = logging.getLogger("tint_core.pipeline")
 
@@ -195,9 +196,14 @@ def index_dataset(store: str, dataset: DatasetConfig) -> ArtifactRef:
     def compute() -> dict[str, object]:
         if dataset.source == DIGITS and not _digits_complete(root):
             logger.info("writing the bundled digits to %s", root)
-            write_digits_dataset(root, size=dataset.digits_size)
-            fs, path = fsspec.core.url_to_fs(root)
-            fs.pipe_file(f"{path.rstrip('/')}/{DIGITS_COMPLETE}", b"")
+            try:
+                write_digits_dataset(root, size=dataset.digits_size)
+                fs, path = fsspec.core.url_to_fs(root)
+                fs.pipe_file(f"{path.rstrip('/')}/{DIGITS_COMPLETE}", b"")
+            except OSError as error:
+                if error.errno in OUT_OF_SPACE:
+                    raise out_of_space(opened.url, f"write the digits into {root}") from None
+                raise
         records = FewShotDataset.from_image_folder(root).records
         sizes = dict(_listing(root))
         fs, base = fsspec.core.url_to_fs(root)

@@ -19,7 +19,9 @@ from tint_core.store.errors import (
     DigestMismatchError,
     StoreAccessError,
     StoreError,
+    StoreFullError,
     StoreRetryError,
+    out_of_space,
 )
 from tint_core.store.keys import artifact_key, canonical_json, canonicalize, normalize_path, sha256_hex
 from tint_core.store.manifest import ArtifactRef, Manifest, PartEntry
@@ -42,11 +44,13 @@ __all__ = [
     "RetryPolicy",
     "StoreAccessError",
     "StoreError",
+    "StoreFullError",
     "StoreRetryError",
     "VerifyReport",
     "artifact_key",
     "canonical_json",
     "canonicalize",
     "normalize_path",
+    "out_of_space",
     "sha256_hex",
 ]

@@ -25,7 +25,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tint_core.store.errors import StoreAccessError, StoreError, StoreRetryError, describe, redact
+from tint_core.store.errors import (
+    OUT_OF_SPACE,
+    StoreAccessError,
+    StoreError,
+    StoreRetryError,
+    describe,
+    out_of_space,
+    redact,
+)
 from tint_core.store.keys import normalize_path
 from tint_core.store.retry import RetryPolicy, s3_error_code
 
@@ -38,6 +46,7 @@ S3_OPTIONS: dict[str, Any] = {
     "skip_instance_cache": True,  # _filesystem caches per AWS environment instead
     "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"total_max_attempts": 1}},
 }
+READ_TIMEOUT_VARIABLE = "TINT_S3_READ_TIMEOUT"  # seconds, instead of the 60 above: an answer later than this is retried
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +77,10 @@ class Backend(ABC):
             raise type(error)(redact(f"{where}: {error}")) from None
         except StoreError:
             raise
+        except OSError as error:
+            if error.errno in OUT_OF_SPACE:
+                raise out_of_space(self.url, f"{what} {path or '/'}") from None
+            raise StoreAccessError(f"{where} failed: {describe(error)}") from None
         except Exception as error:
             raise StoreAccessError(f"{where} failed: {describe(error)}") from None
 
@@ -413,11 +426,15 @@ def _filesystem(protocol: str) -> Any:
     """
     import fsspec
 
-    aws = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+    aws = tuple(sorted((name, value) for name, value in os.environ.items()
+                       if name.startswith("AWS_") or name == READ_TIMEOUT_VARIABLE))  # fmt: skip
     cache_key = (os.getpid(), protocol, aws)
     if cache_key not in _FILESYSTEMS:
         s3 = protocol in ("s3", "s3a")
-        filesystem = fsspec.filesystem(protocol, **(S3_OPTIONS if s3 else {}))
+        options = S3_OPTIONS
+        if s3 and (timeout := os.environ.get(READ_TIMEOUT_VARIABLE)):
+            options = {**S3_OPTIONS, "config_kwargs": {**S3_OPTIONS["config_kwargs"], "read_timeout": float(timeout)}}
+        filesystem = fsspec.filesystem(protocol, **(options if s3 else {}))
         if s3:
             filesystem.retries = 1  # s3fs's own retry loop; RetryPolicy retries instead
         _FILESYSTEMS[cache_key] = filesystem

@@ -6,6 +6,7 @@ the environment, so that an error or log line can be pasted into an issue safely
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
@@ -44,6 +45,19 @@ class StoreError(Exception):
 
 class StoreAccessError(StoreError):
     """A permanent failure to use the store: no bucket, access denied, unreachable endpoint, local I/O error."""
+
+
+class StoreFullError(StoreAccessError):
+    """The store's device (or quota) has no space left for a write."""
+
+
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(url: str, operation: str) -> StoreFullError:
+    """The one-line error for an ``operation`` (e.g. "write artifacts/…") that found no space left in store ``url``."""
+    return StoreFullError(f"store {url} is out of space (no space left on its device to {operation}): free some "
+                          "space and run again; every finished step is reused")  # fmt: skip
 
 
 class StoreRetryError(StoreError):

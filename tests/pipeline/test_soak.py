@@ -1,0 +1,103 @@
+"""Soak: many small benchmark runs against one Prefect server and one store on loopback, as a week of scheduled
+reruns would be. The server's and the flow process's memory and open files are recorded after every run; their
+growth must stay bounded and no run may fail. The figures and a plot are written for docs/reliability.md."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.benchmark import benchmark
+from tests.browser import ARTIFACTS
+from tests.deployments.conftest import BIN, _free_port, _stop, _wait_healthy
+from tests.pipeline.helpers import run_flow, small_config, timings
+from tests.pipeline.test_stopping import _descendants
+from tint_core.store import ArtifactStore
+
+pytestmark = pytest.mark.slow
+
+UNCACHED, CACHED = 20, 100
+# Bounds, measured over the cached runs after the first ten (by then every import, model and connection pool is
+# warm): a leak of a few hundred kB per run would show as tens of MB; what a busy process's allocator legitimately
+# keeps fits well within them.
+MEMORY_GROWTH_MB = {"server": 60.0, "flow process": 60.0}
+OPEN_FILES_GROWTH = 10
+
+
+def _usage(pid: int) -> tuple[float, int]:
+    """Resident memory (MB) and open file descriptors of ``pid`` and its descendants."""
+    memory = files = 0
+    for member in {pid} | _descendants(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+            memory += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+            files += len(os.listdir(f"/proc/{member}/fd"))
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            continue  # ended meanwhile
+    return memory / 1024, files
+
+
+def _plot(samples: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (memory, files) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    runs = [sample["run"] for sample in samples]
+    for who in ("server", "flow process"):
+        memory.plot(runs, [sample[who][0] for sample in samples], label=who)
+        files.plot(runs, [sample[who][1] for sample in samples], label=who)
+    for axis in (memory, files):
+        axis.axvline(UNCACHED + 0.5, color="grey", linestyle=":")
+        axis.legend()
+    memory.set_ylabel("resident memory (MB)")
+    files.set_ylabel("open files")
+    files.set_xlabel(f"run (1–{UNCACHED} uncached, then {CACHED} cached)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+@pytest.mark.timeout(1200)
+def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_nothing(tmp_path):
+    home, port = tmp_path / "home", _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    api_url = f"http://127.0.0.1:{port}/api"
+    store = str(tmp_path / "store")
+    # Small runs without diffusion (supports only), each uncached one on episodes of its own seed.
+    configs = [small_config(store, methods=["supports_only"]) for _ in range(UNCACHED)]
+    configs = [config.updated(episodes=config.episodes.updated(seed=seed)) for seed, config in enumerate(configs)]
+    samples: list[dict] = []
+    started = time.perf_counter()
+    try:
+        _wait_healthy(api_url, server)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            for index in range(UNCACHED + CACHED):
+                run = run_flow(benchmark, config=configs[index % UNCACHED])
+                assert run.all_cached == (index >= UNCACHED), index
+                samples.append({"run": index + 1, "server": _usage(server.pid), "flow process": _usage(os.getpid())})
+    finally:
+        _stop(server)
+    seconds = time.perf_counter() - started
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _plot(samples, ARTIFACTS / "soak.png")
+
+    steady = samples[UNCACHED + 10 :]
+    growth = {who: (steady[-1][who][0] - steady[0][who][0], steady[-1][who][1] - steady[0][who][1])
+              for who in MEMORY_GROWTH_MB}  # fmt: skip
+    opened = ArtifactStore(store)
+    keys = [manifest.key for manifest in opened.list()]
+    assert opened.verify(keys).valid == keys
+    timings.append(f"soak: {UNCACHED} uncached + {CACHED} cached runs in {seconds:.0f} s; "
+                   + "; ".join(f"{who} {samples[0][who][0]:.0f} → {samples[-1][who][0]:.0f} MB, "
+                               f"{samples[0][who][1]} → {samples[-1][who][1]} open files" for who in growth)
+                   + f" (steady growth: {growth}); plot {ARTIFACTS / 'soak.png'}")  # fmt: skip
+    for who, (memory, files) in growth.items():
+        assert memory < MEMORY_GROWTH_MB[who] and files <= OPEN_FILES_GROWTH, (who, memory, files)
