@@ -7,6 +7,7 @@ import base64
 import functools
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def read_bucket(url: str) -> dict[str, bytes]:
     client = _s3_client(os.environ["AWS_ENDPOINT_URL"])
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+    with ThreadPoolExecutor(8) as pool:  # thousands of small objects: one request each
+        bodies = pool.map(lambda key: client.get_object(Bucket=bucket, Key=key)["Body"].read(), keys)
+        return dict(zip(keys, bodies, strict=True))
 
 
 def secret_leaks(secret: str, outputs: dict[str, bytes]) -> list[str]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.benchmark import benchmark
@@ -84,6 +85,7 @@ def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_no
                 assert run.all_cached == (index >= UNCACHED), index
                 samples.append({"run": index + 1, "server": _usage(server.pid), "flow process": _usage(os.getpid())})
     finally:
+        APILogHandler.flush()  # the runs' last logs reach the server before it stops
         _stop(server)
     seconds = time.perf_counter() - started
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
