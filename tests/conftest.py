@@ -56,12 +56,12 @@ def make_bucket(name: str) -> None:
     _s3_client(os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=name)
 
 
-def read_bucket(url: str) -> dict[str, bytes]:
-    """Every object under an s3:// URL (bucket and prefix), key → bytes."""
+def read_bucket(url: str, skip: str | None = None) -> dict[str, bytes]:
+    """Every object under an s3:// URL (bucket and prefix), key → bytes; keys containing ``skip`` left out."""
     bucket, _, prefix = url[len("s3://") :].partition("/")
     client = _s3_client(os.environ["AWS_ENDPOINT_URL"])
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    keys = [item["Key"] for page in pages for item in page.get("Contents", []) if not (skip and skip in item["Key"])]
     with ThreadPoolExecutor(8) as pool:  # thousands of small objects: one request each
         bodies = pool.map(lambda key: client.get_object(Bucket=bucket, Key=key)["Body"].read(), keys)
         return dict(zip(keys, bodies, strict=True))

@@ -443,7 +443,9 @@ def _kill_the_worker_of_a_running_unit(cluster: Cluster, timeout: float = 300.0)
 def test_no_process_of_the_cluster_wrote_its_secret_anywhere(cluster):
     """Last, after every run above: the server's and the workers' logs, the Prefect database and every object the
     runs wrote hold no trace of the AWS secret key they all had in their environment."""
-    outputs = files_under(cluster.logs) | files_under(cluster.home) | read_bucket(cluster.store)
+    # The digits' PNGs (thousands per store) are encoded from scikit-learn's bundled arrays, nothing else: left out
+    # here to save half a minute; the main job's test searches them too.
+    outputs = files_under(cluster.logs) | files_under(cluster.home) | read_bucket(cluster.store, skip="/datasets/")
     assert any(name.endswith("prefect.db") for name in outputs) and any("worker-gpu-a" in name for name in outputs)
     assert any("/artifacts/" in name for name in outputs)
     assert secret_leaks(cluster.secret, outputs) == []

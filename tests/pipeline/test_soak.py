@@ -2,20 +2,18 @@
 reruns would be. The server's and the flow process's memory and open files are recorded after every run; their
 growth must stay bounded and no run may fail. The figures and a plot are written for docs/reliability.md."""
 
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from prefect.logging.handlers import APILogHandler
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.benchmark import benchmark
 from tests.browser import ARTIFACTS
-from tests.deployments.conftest import BIN, _free_port, _stop, _wait_healthy
-from tests.pipeline.helpers import run_flow, small_config, timings
-from tests.pipeline.test_stopping import _descendants
+from tests.deployments.conftest import BIN, REPO, _free_port, _stop, _wait_healthy
+from tests.pipeline.helpers import timings
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.slow
@@ -26,19 +24,6 @@ UNCACHED, CACHED = 20, 100
 # keeps fits well within them.
 MEMORY_GROWTH_MB = {"server": 60.0, "flow process": 60.0}
 OPEN_FILES_GROWTH = 10
-
-
-def _usage(pid: int) -> tuple[float, int]:
-    """Resident memory (MB) and open file descriptors of ``pid`` and its descendants."""
-    memory = files = 0
-    for member in {pid} | _descendants(pid):
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-            memory += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-            files += len(os.listdir(f"/proc/{member}/fd"))
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
-            continue  # ended meanwhile
-    return memory / 1024, files
 
 
 def _plot(samples: list[dict], path: Path) -> None:
@@ -70,24 +55,22 @@ def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_no
     env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    api_url = f"http://127.0.0.1:{port}/api"
-    store = str(tmp_path / "store")
-    # Small runs without diffusion (supports only), each uncached one on episodes of its own seed.
-    configs = [small_config(store, methods=["supports_only"]) for _ in range(UNCACHED)]
-    configs = [config.updated(episodes=config.episodes.updated(seed=seed)) for seed, config in enumerate(configs)]
-    samples: list[dict] = []
+    api_url, store, measured = f"http://127.0.0.1:{port}/api", str(tmp_path / "store"), tmp_path / "samples.json"
     started = time.perf_counter()
     try:
         _wait_healthy(api_url, server)
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            for index in range(UNCACHED + CACHED):
-                run = run_flow(benchmark, config=configs[index % UNCACHED])
-                assert run.all_cached == (index >= UNCACHED), index
-                samples.append({"run": index + 1, "server": _usage(server.pid), "flow process": _usage(os.getpid())})
+        runs = subprocess.Popen([sys.executable, "-m", "tests.pipeline.soak_runs", api_url, store, str(server.pid),
+                                 str(UNCACHED), str(CACHED), str(measured)], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        try:
+            _, errors = runs.communicate(timeout=1000)
+        finally:
+            _stop(runs)
     finally:
-        APILogHandler.flush()  # the runs' last logs reach the server before it stops
         _stop(server)
     seconds = time.perf_counter() - started
+    samples = json.loads(measured.read_text()) if measured.exists() else []
+    assert runs.returncode == 0 and len(samples) == UNCACHED + CACHED, (len(samples), errors[-3000:])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     _plot(samples, ARTIFACTS / "soak.png")
 
