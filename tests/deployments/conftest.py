@@ -1,5 +1,6 @@
-"""A real Prefect server on 127.0.0.1 (sqlite, temporary PREFECT_HOME), set up with deployments/setup.sh, and process
-workers started as a user starts them; S3 on moto's threaded server."""
+"""A real Prefect server on 127.0.0.1 on PostgreSQL (a throw-away cluster, as production runs it; temporary
+PREFECT_HOME), set up with deployments/setup.sh, and process workers started as a user starts them; S3 on moto's
+threaded server."""
 
 import os
 import secrets
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_bucket
+from tests.postgres import Postgres, throwaway_postgres
 
 REPO = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -66,8 +68,23 @@ class Cluster:
     store: str
     logs: Path
     home: Path
+    database: Postgres
     secret: str  # the AWS secret key every process of the cluster holds: it must appear in none of their outputs
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    server: subprocess.Popen | None = None
+
+    def start_server(self) -> None:
+        """``prefect server start`` on the cluster's port and database (its log appended to), once healthy."""
+        port = self.api_url.rsplit(":", 1)[1].split("/")[0]
+        log = open(self.logs / "server.log", "a")  # noqa: SIM115  (the server writes until it stops)
+        self.server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", port],
+                                       env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        _wait_healthy(self.api_url, self.server)
+
+    def kill_server(self) -> None:
+        """SIGKILL the server and everything it started, as a lost machine would end it."""
+        os.killpg(os.getpgid(self.server.pid), signal.SIGKILL)
+        self.server.wait()
 
     def start_worker(self, pool: str, name: str) -> subprocess.Popen:
         """``prefect worker start`` (one flow run at a time), in its own session so that a test can kill it whole."""
@@ -83,8 +100,15 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3_env, tmp_path_factory) -> Iterator[Cluster]:
-    """Server, pools (tint-cpu, tint-gpu with room for 2 units at once), automation and deployments, as
+def database() -> Iterator[Postgres]:
+    """The cluster's PostgreSQL, started before its server and stopped after it."""
+    with throwaway_postgres() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_env, database, tmp_path_factory) -> Iterator[Cluster]:
+    """Server on PostgreSQL, pools (tint-cpu, tint-gpu with room for 2 units at once), automation and deployments, as
     ``deployments/setup.sh`` makes them, with a store in a moto bucket; then one CPU and two GPU-pool workers."""
     home = tmp_path_factory.mktemp("prefect-home")
     logs = tmp_path_factory.mktemp("logs")
@@ -103,15 +127,13 @@ def cluster(s3_env, tmp_path_factory) -> Iterator[Cluster]:
         "TINT_STORE": f"s3://{bucket}/tint",
         "GPUS": "2",
         "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),  # moto accepts any: planted, to be looked for
-        "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # the cause of a 503 (sqlite busy, …) in the server's log
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url,
+        "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # the cause of a 503 (a database error) in the server's log
     }
-    server_log = open(logs / "server.log", "w")  # noqa: SIM115
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    cluster = Cluster(api_url=api_url, env=env, store=env["TINT_STORE"], logs=logs, home=home,
+    cluster = Cluster(api_url=api_url, env=env, store=env["TINT_STORE"], logs=logs, home=home, database=database,
                       secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
     try:
-        _wait_healthy(api_url, server)
+        cluster.start_server()
         setup = subprocess.run(["bash", "deployments/setup.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=300, check=False)  # fmt: skip
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
@@ -121,4 +143,5 @@ def cluster(s3_env, tmp_path_factory) -> Iterator[Cluster]:
         yield cluster
     finally:
         _stop(*cluster.workers.values())
-        _stop(server)
+        if cluster.server is not None:
+            _stop(cluster.server)
