@@ -1,13 +1,17 @@
 """The files a cluster is built from, checked without one: prefect.yaml, the work-pool templates, the worker image and
 the compose file (no docker daemon here: the Dockerfile is linted by hadolint and its structure checked)."""
 
+import asyncio
+import copy
 import json
 import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
@@ -58,14 +62,68 @@ def test_every_pool_template_uses_only_declared_variables_and_sends_heartbeats(k
     assert not any(CREDENTIAL.search(name) for name in job["env"])  # credentials are never in a template
 
 
-def test_the_kubernetes_template_asks_for_gpus_on_gpu_nodes():
+# prefect-kubernetes refuses a template without these two in the pod's spec (its own default template has them there);
+# they are not fields of a pod, and the API server drops unknown fields with a warning. They are the only ones.
+PREFECT_KUBERNETES_EXTRAS = ("parallelism", "completions")
+KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())  # the oldest still common, and the newest
+A_CLUSTER = {  # a test's values, every one other than the defaults
+    "namespace": "research", "image": "registry.example/tint-worker:1.2", "service_account_name": "tint-h100",
+    "gpu_count": 4, "cpu": "8", "memory": "64Gi", "models_claim": "models-h100",
+    "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+}
+
+
+def kubernetes_job(values: dict) -> dict:
+    """The Job prefect-kubernetes' worker would submit for a flow run of the GPU pool, with these values."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
     template = json.loads((DEPLOYMENTS / "pools" / "kubernetes.json").read_text())
-    pod = render(template, {"gpu_count": 2})["job_manifest"]["spec"]["template"]["spec"]
+    run = FlowRun(name="brave-otter", flow_id=uuid.uuid4())
+    # A remote API, as in a cluster: nothing here is started or called (the template references no block).
+    with temporary_settings(updates={PREFECT_API_URL: "http://prefect-server.tint.svc:4200/api"}):
+        configuration = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
+            template, values, client=get_client()))  # fmt: skip
+        configuration.prepare_for_flow_run(run)
+    return configuration.job_manifest
+
+
+@pytest.mark.parametrize("values", [{}, A_CLUSTER], ids=["defaults", "a-cluster"])
+def test_the_kubernetes_job_a_worker_submits_validates_against_the_kubernetes_api(values):
+    job = kubernetes_job(values)
+    pod = job["spec"]["template"]["spec"]
+    with pytest.raises(kubernetes_validate.ValidationError, match="'completions', 'parallelism' were unexpected"):
+        kubernetes_validate.validate(copy.deepcopy(job), KUBERNETES_VERSIONS[-1], strict=True)
+    assert [pod.pop(name) for name in PREFECT_KUBERNETES_EXTRAS] == [1, 1]
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    # Each setting where docs/deployments.md says it is.
+    expected = {**{name: spec["default"] for name, spec in json.loads((DEPLOYMENTS / "pools" / "kubernetes.json")
+                .read_text())["variables"]["properties"].items()}, **values}  # fmt: skip
     container = pod["containers"][0]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu" and pod["restartPolicy"] == "Never"
-    assert container["volumeMounts"][0] == {"name": "models", "mountPath": "/models", "readOnly": True}
+    assert job["metadata"]["namespace"] == expected["namespace"] and job["spec"]["backoffLimit"] == 0
+    assert container["image"] == expected["image"] and pod["serviceAccountName"] == expected["service_account_name"]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": expected["gpu_count"], "memory": expected["memory"]},
+                                      "requests": {"cpu": expected["cpu"], "memory": expected["memory"]}}  # fmt: skip
+    assert pod["nodeSelector"] == expected["node_selector"] and pod["tolerations"] == expected["tolerations"]
+    assert pod["volumes"] == [{"name": "models", "persistentVolumeClaim": {"claimName": expected["models_claim"],
+                                                                           "readOnly": True}}]  # fmt: skip
+    assert container["volumeMounts"] == [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    assert container["args"] == ["prefect", "flow-run", "execute"] and pod["restartPolicy"] == "Never"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["PREFECT_API_URL"] == "http://prefect-server.tint.svc:4200/api" and env["HF_HUB_OFFLINE"] == "1"
+    assert not any(CREDENTIAL.search(name) for name in env)
+
+
+def test_the_kubernetes_validation_catches_a_wrong_value():
+    job = kubernetes_job({"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "tolerationSeconds": "soon"}]})
+    for name in PREFECT_KUBERNETES_EXTRAS:
+        job["spec"]["template"]["spec"].pop(name)
+    with pytest.raises(kubernetes_validate.ValidationError, match="'soon' is not of type 'integer'"):
+        kubernetes_validate.validate(job, KUBERNETES_VERSIONS[-1], strict=True)
 
 
 def test_the_docker_template_requests_gpu_devices_and_mounts_the_models_read_only():
