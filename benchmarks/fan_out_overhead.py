@@ -1,9 +1,11 @@
 """What fanning out thousands of specialisation units costs Prefect, with the compute replaced by a no-op.
 
     python benchmarks/fan_out_overhead.py [--units 3000] [--chunks 100 300] [--sample-runs 20] [--workers 2]
+                                          [--databases sqlite postgresql]
 
 A unit here is what ``flows.specialize`` runs per unit: one specialise task and one generate task (no-ops). Measured
-on a real ``prefect server`` (sqlite, 127.0.0.1, a temporary PREFECT_HOME):
+on a real ``prefect server`` (127.0.0.1, a temporary PREFECT_HOME) on each database in turn: sqlite, as the embedded
+main job runs, and PostgreSQL, as a cluster's server should (a throw-away cluster, ``tests/postgres.py``):
 
 1. tasks: every unit's tasks mapped on one flow's thread pool (``fan_out: tasks``): seconds per unit until the flow
    returns, and how fast the server then records the task runs;
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -31,6 +34,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 REPO = Path(__file__).parents[1]
+sys.path.insert(0, str(REPO))  # the throw-away PostgreSQL of the tests
+from tests.postgres import throwaway_postgres  # noqa: E402
+
 BIN = Path(sys.executable).parent
 POOL = "overhead"
 
@@ -127,15 +133,23 @@ def main() -> None:
     parser.add_argument("--sample-runs", type=int, default=20, help="runs of one unit each, for chunk size 1")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-tasks", action="store_true", help="measure deployment runs only (no task backlog)")
+    parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     args = parser.parse_args()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    for database in args.databases:
+        print(f"\n### {database}\n")
+        with throwaway_postgres() if database == "postgresql" else nullcontext() as postgres:
+            _on_a_server(args, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres.url} if postgres else {})
 
+
+def _on_a_server(args: argparse.Namespace, database: dict[str, str]) -> None:
+    """Start a server (with ``database``'s settings), its pool and workers, measure, stop everything."""
     home = tempfile.mkdtemp(prefix="tint-overhead-")
     port = _port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     env |= {"PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PYTHONPATH": str(REPO),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
-    logging.getLogger("prefect").setLevel(logging.WARNING)
+            "PREFECT_LOGGING_LEVEL": "WARNING", **database}  # fmt: skip
     processes = [subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
                                    str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)]  # fmt: skip
@@ -170,7 +184,7 @@ def _measure(args: argparse.Namespace, env: dict[str, str], processes: list[subp
     if not args.no_tasks:
         returned, rate = measure_tasks(units)
         print(f"| tasks, until the flow returns | 1 | {units} | {returned:.0f} | {1000 * returned / units:.1f} |")
-        print(f"(the server then records {rate:.1f} task runs per second: sqlite keeps a backlog)")
+        print(f"(the server then records {rate:.1f} task runs per second)")
     sample, runs = measure_deployments(args.sample_runs, 1)
     print(f"| deployments, 1 unit per run ({workers} workers) | {runs} | {args.sample_runs} | {sample:.0f} | "
           f"{1000 * sample * workers / args.sample_runs:.0f} worker-ms |")  # fmt: skip

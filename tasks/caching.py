@@ -5,8 +5,14 @@ Prefect cache record lives next to the artifacts (``<store>/prefect-records/<key
 any Prefect home that share the store share the cache. The record never outlives its artifacts: when one is missing,
 fails verification (it is then quarantined) or was recomputed into other bytes than the record holds, the record is
 deleted before Prefect looks for it, and the task runs again.
+
+On a remote store the artifacts are checked by what the storage says of each part — its size and the SHA-256 S3
+computed when it was written, one HEAD request each — so a cached rerun costs requests, not downloads; a part S3
+keeps no SHA-256 for is downloaded (once per machine, through the read cache) and hashed. ``TINT_REUSE_CHECK=full``
+downloads and hashes every part instead, as ``tint store verify`` does.
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +28,16 @@ from tint_core.store import ArtifactRef, ArtifactStore, canonical_json, sha256_h
 from tint_core.store.backends import display_url
 
 RECORDS = "prefect-records"
+REUSE_CHECK_VARIABLE = "TINT_REUSE_CHECK"
+REUSE_CHECKS = ("stored", "full")
+
+
+def _deep_reuse_check() -> bool:
+    """Whether reused artifacts are downloaded and hashed (``full``) rather than checked by their stored SHA-256s."""
+    check = os.environ.get(REUSE_CHECK_VARIABLE, "stored")
+    if check not in REUSE_CHECKS:
+        raise ValueError(f"{REUSE_CHECK_VARIABLE} is {check!r}: use one of {', '.join(REUSE_CHECKS)}")
+    return check == "full"
 
 
 def record_key(keys: list[str]) -> str:
@@ -45,7 +61,9 @@ def _record_is_current(results: ResultStore, key: str, store: ArtifactStore, key
         return False
     recorded = {ref.key: ref.digest for ref in refs}
     extra = [k for k in recorded if k not in set(keys)]
-    if not set(keys) <= set(recorded) or set(store.verify(extra, use_cache=True).valid) != set(extra):
+    if not set(keys) <= set(recorded):
+        return False
+    if set(store.verify(extra, use_cache=True, deep=_deep_reuse_check()).valid) != set(extra):
         return False
     return all(store.inspect(k).digest == digest for k, digest in recorded.items())
 
@@ -85,8 +103,7 @@ class StoredArtifacts(CachePolicy):
         keys = self.keys(**inputs)
         key = record_key(keys) if self.variant is None else record_key([*keys, canonical_json(self.variant(**inputs))])
         store = open_store(inputs["store"])
-        # Remote parts are checked through the local read cache: downloaded once per machine, then re-hashed.
-        valid = set(store.verify(keys, use_cache=True).valid)
+        valid = set(store.verify(keys, use_cache=True, deep=_deep_reuse_check()).valid)
         results = task_ctx.result_store
         if valid != set(keys) or not _record_is_current(results, key, store, keys):
             _delete_record(results, key)

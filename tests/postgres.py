@@ -1,5 +1,6 @@
-"""A throw-away PostgreSQL cluster for a test's Prefect server, as production runs Prefect: ``initdb`` in a temporary
-folder, the server on a loopback port, stopped and deleted afterwards."""
+"""A throw-away PostgreSQL cluster for a Prefect server, as production runs Prefect: ``initdb`` in a temporary folder,
+the server on a loopback port, stopped and deleted afterwards. Used by the cluster tests and by
+benchmarks/fan_out_overhead.py."""
 
 import glob
 import os
@@ -15,9 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SERVICE_USER = "postgres"  # PostgreSQL refuses to run as root: a root test runs it as Debian's service user
+
+
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL cannot run on this machine; the message says why and what would fix it."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def _bin_folder() -> Path:
         return Path(initdb).resolve().parent  # Debian links a few tools onto PATH; the rest sit beside them
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(Path(path).parts[-3]))
     if not versions:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql): the server cannot run on it")
+        raise PostgresUnavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     return Path(versions[-1]).parent
 
 
@@ -52,7 +55,8 @@ def _as_service_user() -> dict:
     try:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        pytest.skip(f"running as root without a '{SERVICE_USER}' user to run PostgreSQL as (it refuses root)")
+        raise PostgresUnavailable(f"running as root without a '{SERVICE_USER}' user to run PostgreSQL as (it refuses "
+                                  "root)") from None
     return {"user": SERVICE_USER, "group": SERVICE_USER}
 
 

@@ -27,7 +27,9 @@ class FaultyEndpoint:
     """Forwards every request to ``target``; a ``rate`` fraction of them, drawn from ``seed``, get a fault instead.
 
     At most ``max_slow`` requests are answered slowly (each costs the client a whole read timeout). ``faults`` counts
-    what was injected; ``requests`` how many requests arrived.
+    what was injected; ``requests`` how many requests arrived; ``answered`` and ``answered_bytes`` the requests
+    forwarded and answered, and the bytes of their answers' bodies, by method, and ``paths`` by (method, path). With
+    ``rate`` 0 it only counts.
     """
 
     def __init__(self, target: str, rate: float, seed: int, slow_seconds: float, max_slow: int = 6) -> None:
@@ -37,6 +39,9 @@ class FaultyEndpoint:
         self.lock = threading.Lock()
         self.faults: Counter[str] = Counter()
         self.requests = 0
+        self.answered: Counter[str] = Counter()
+        self.answered_bytes: Counter[str] = Counter()
+        self.paths: Counter[tuple[str, str]] = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -65,6 +70,20 @@ class FaultyEndpoint:
                 fault = "SlowDown"
             self.faults[fault] += 1
             return fault
+
+    def reset_counts(self) -> None:
+        """Start counting requests and answers afresh."""
+        with self.lock:
+            self.requests = 0
+            self.answered.clear()
+            self.answered_bytes.clear()
+            self.paths.clear()
+
+    def count(self, method: str, path: str, body: bytes) -> None:
+        with self.lock:
+            self.paths[method, path.split("?", 1)[0]] += 1
+            self.answered[method] += 1
+            self.answered_bytes[method] += 0 if method == "HEAD" else len(body)
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
         connection = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=60)
@@ -96,10 +115,12 @@ def _handler(endpoint: FaultyEndpoint) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
             self.send_response(status)
+            # A HEAD's answer has no body but the length of the object's: pass that one through.
+            length = next((value for name, value in headers if name.lower() == "content-length"), None)
             for name, value in headers:
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -125,6 +146,7 @@ def _handler(endpoint: FaultyEndpoint) -> type[BaseHTTPRequestHandler]:
                 time.sleep(endpoint.slow_seconds)  # the client gave up meanwhile
                 self._reset()
                 return
+            endpoint.count(self.command, self.path, answer)
             self._answer(status, answer_headers, answer)
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle

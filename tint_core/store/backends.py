@@ -12,6 +12,7 @@ retried (remote only), anything else becomes ``StoreAccessError`` naming the sto
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import os
@@ -47,6 +48,18 @@ S3_OPTIONS: dict[str, Any] = {
     "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"total_max_attempts": 1}},
 }
 READ_TIMEOUT_VARIABLE = "TINT_S3_READ_TIMEOUT"  # seconds, instead of the 60 above: an answer later than this is retried
+# Up to this size a file goes to S3 in one PUT, which can carry a SHA-256 of the whole object (S3's own limit is 5 GiB;
+# a multipart upload has only a checksum of checksums, which no manifest could be compared with).
+SINGLE_PUT_BYTES = 5 * 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    """What the storage says of a file without reading it: its size, and the SHA-256 of its bytes (hex) that the
+    storage itself computed and checked when they were written — None where it keeps none."""
+
+    size: int
+    sha256: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +111,21 @@ class Backend(ABC):
                 return None
 
         return dict(zip(paths, self._map(read_or_none, list(paths)), strict=True))
+
+    @abstractmethod
+    def stat(self, path: str) -> StoredFile:
+        """Size (and stored SHA-256, where kept) of a file, without reading it; FileNotFoundError when absent."""
+
+    def stat_many(self, paths: list[str]) -> dict[str, StoredFile | None]:
+        """``stat`` of several files (None for absent ones)."""
+
+        def stat_or_none(path: str) -> StoredFile | None:
+            try:
+                return self.stat(path)
+            except FileNotFoundError:
+                return None
+
+        return dict(zip(paths, self._map(stat_or_none, paths), strict=True))
 
     @abstractmethod
     def write(self, path: str, data: bytes) -> None:
@@ -171,6 +199,9 @@ class LocalBackend(Backend):
 
     def read(self, path: str, size: int | None = None) -> bytes:
         return self._call("read", path, self._path(path).read_bytes)
+
+    def stat(self, path: str) -> StoredFile:
+        return self._call("stat", path, lambda: StoredFile(self._path(path).stat().st_size, None))
 
     def write(self, path: str, data: bytes) -> None:
         self._call("write", path, lambda: _write_synced(self._path(path), data))
@@ -302,8 +333,26 @@ class FsspecBackend(Backend):
             options["max_concurrency"] = 1  # saves the HEAD request s3fs makes to decide on a ranged download
         return self._call("read", path, lambda: self.fs.cat_file(self._full(path), **options))
 
+    def stat(self, path: str) -> StoredFile:
+        def head() -> StoredFile:
+            if not self.s3:
+                return StoredFile(int(self.fs.info(self._full(path))["size"]), None)
+            bucket, key, _ = self.fs.split_path(self._full(path))
+            answer = self.fs.call_s3("head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+            checksum = answer.get("ChecksumSHA256")
+            # A multipart upload's checksum is of its parts' checksums ("…-N"): nothing a manifest can be compared with.
+            whole = checksum and "-" not in checksum and answer.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+            return StoredFile(int(answer["ContentLength"]), base64.b64decode(checksum).hex() if whole else None)
+
+        return self._call("stat", path, head)
+
     def write(self, path: str, data: bytes) -> None:
-        self._call("write", path, lambda: self.fs.pipe_file(self._full(path), data))
+        options: dict[str, Any] = {}
+        if self.s3 and len(data) < SINGLE_PUT_BYTES:
+            # S3 computes the SHA-256 of what it received, refuses the PUT if it differs from what botocore sent, and
+            # keeps it: a later check of the file is a HEAD, not a download.
+            options = {"ChecksumAlgorithm": "SHA256", "chunksize": SINGLE_PUT_BYTES}
+        self._call("write", path, lambda: self.fs.pipe_file(self._full(path), data, **options))
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
         def create() -> bool:

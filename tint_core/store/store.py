@@ -53,11 +53,13 @@ def _check_key(key: object) -> str:
     return key  # type: ignore[return-value]
 
 
-def _batches(manifest: Manifest) -> Iterator[list[str]]:
-    """Part names in groups of at most ``_VERIFY_BATCH_BYTES`` (or one part), to bound memory while verifying."""
+def _batches(manifest: Manifest, names: Iterable[str] | None = None) -> Iterator[list[str]]:
+    """Part names (all, or ``names``) in groups of at most ``_VERIFY_BATCH_BYTES`` (or one part), to bound memory
+    while verifying."""
     batch: list[str] = []
     total = 0
-    for name, entry in manifest.parts.items():
+    for name in manifest.parts if names is None else names:
+        entry = manifest.parts[name]
         if batch and total + entry.size > _VERIFY_BATCH_BYTES:
             yield batch
             batch, total = [], 0
@@ -65,6 +67,17 @@ def _batches(manifest: Manifest) -> Iterator[list[str]]:
         total += entry.size
     if batch:
         yield batch
+
+
+def _problem(name: str, entry: PartEntry, size: int | None, sha256: str | None) -> str | None:
+    """What is wrong with a part whose stored size and SHA-256 are these (size None: absent), or None."""
+    if size is None:
+        return f"part {name!r} is missing"
+    if size != entry.size:
+        return f"part {name!r} has {size} bytes, the manifest says {entry.size}"
+    if sha256 is not None and sha256 != entry.sha256:
+        return f"part {name!r} does not match its SHA-256"
+    return None
 
 
 def _stamp() -> str:
@@ -277,12 +290,9 @@ class ArtifactStore:
         problems = []
         for name, path in paths.items():
             entry, data = manifest.parts[name], fetched[path]
-            if data is None:
-                problems.append(f"part {name!r} is missing")
-            elif len(data) != entry.size:
-                problems.append(f"part {name!r} has {len(data)} bytes, the manifest says {entry.size}")
-            elif sha256_hex(data) != entry.sha256:
-                problems.append(f"part {name!r} does not match its SHA-256")
+            size = None if data is None else len(data)
+            if problem := _problem(name, entry, size, sha256_hex(data) if size == entry.size else None):
+                problems.append(problem)
             else:
                 result[name] = data
                 if cache:
@@ -290,6 +300,23 @@ class ArtifactStore:
         if problems:
             self._reject(manifest.key, raw, "; ".join(problems), quarantine)
         return result
+
+    def _check_stored(self, manifest: Manifest, raw: bytes, *, use_cache: bool, quarantine: bool) -> None:
+        """Check the parts by what the storage says of them (size, SHA-256: no download); read and hash only those it
+        keeps no SHA-256 for. A missing or damaged part rejects the whole artifact."""
+        paths = {name: f"{ARTIFACTS}/{manifest.key}/{manifest.part_path(name)}" for name in manifest.parts}
+        stored = self._backend.stat_many(list(paths.values()))
+        problems, unchecked = [], []
+        for name, path in paths.items():
+            size, sha256 = (stored[path].size, stored[path].sha256) if stored[path] else (None, None)
+            if problem := _problem(name, manifest.parts[name], size, sha256):
+                problems.append(problem)
+            elif sha256 is None:
+                unchecked.append(name)
+        if problems:
+            self._reject(manifest.key, raw, "; ".join(problems), quarantine)
+        for names in _batches(manifest, unchecked):
+            self._read_parts(manifest, raw, names, use_cache=use_cache, quarantine=quarantine)
 
     def _reject(self, key: str, raw: bytes, reason: str, quarantine: bool) -> NoReturn:
         where = self.quarantine(key, reason, expected_manifest=raw) if quarantine else None
@@ -419,7 +446,7 @@ class ArtifactStore:
         return location
 
     def verify(
-        self, keys: Iterable[str] | None = None, *, quarantine: bool = True, use_cache: bool = False
+        self, keys: Iterable[str] | None = None, *, quarantine: bool = True, use_cache: bool = False, deep: bool = True
     ) -> VerifyReport:
         """Check every part of every artifact (or of ``keys``) against its manifest.
 
@@ -429,6 +456,10 @@ class ArtifactStore:
             use_cache: check remote parts through the local read cache (each part is downloaded once per machine,
                 and its cached copy is verified against the manifest's digest); by default the cache is bypassed
                 so that the remote bytes themselves are checked.
+            deep: read and hash every part (the default). False, on a remote store: trust what the storage checked
+                when the part was written — its size and the SHA-256 S3 computed of it, one HEAD request per part —
+                and read only the parts it keeps no SHA-256 for (written before tint asked for one, larger than one
+                PUT, or not on S3). A local store is always checked deep.
         """
         report = VerifyReport()
         for key in (self._keys() if keys is None else [_check_key(key) for key in keys]):
@@ -437,8 +468,11 @@ class ArtifactStore:
                 if found is None:
                     continue  # not (yet) an artifact: a writer at work or leftovers for gc
                 raw, manifest = found
-                for names in _batches(manifest):
-                    self._read_parts(manifest, raw, names, use_cache=use_cache, quarantine=quarantine)
+                if deep or not self._backend.remote:
+                    for names in _batches(manifest):
+                        self._read_parts(manifest, raw, names, use_cache=use_cache, quarantine=quarantine)
+                else:
+                    self._check_stored(manifest, raw, use_cache=use_cache, quarantine=quarantine)
             except CorruptArtifactError as error:
                 report.corrupt[key] = str(error)
                 if error.quarantined_to:
