@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/tint demo
 
+# Test files run side by side on every core (a file's tests in order, on one worker): most of the suite waits on
+# servers, workers and subprocesses, so two cores finish it far sooner than one process would.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
