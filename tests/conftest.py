@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.figures import FIGURES
 from tint_core.data import FewShotDataset, write_digits_dataset
 from tint_core.fewshot import digits_recipe as recipe
 
@@ -106,3 +107,24 @@ def digits_backbones(digits, tmp_path_factory) -> Backbones:
     recipe.pretrain_backbone(digits, recipe.teacher_backbone(), recipe.teacher_pretrain(epochs=3), teacher)
     recipe.pretrain_backbone(digits, recipe.student_backbone(), recipe.student_pretrain(epochs=4), student)
     return Backbones(teacher, student)
+
+
+def pytest_sessionfinish(session):
+    """In a pytest-xdist worker: hand this process's figures to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent when the tests run in one process
+def pytest_testnodedown(node, error):
+    """In the pytest-xdist controller: gather a finished worker's figures."""
+    for section, lines in getattr(node, "workeroutput", {}).get("figures", {}).items():
+        FIGURES[section].extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for section, lines in FIGURES.items():
+        if lines:
+            terminalreporter.section(section)
+            for line in lines:
+                terminalreporter.write_line(line)

@@ -1,6 +1,5 @@
 import pytest
 
-from tests.diffusion.helpers import figures
 from tint_core.diffusion import load_backbone
 from tint_core.diffusion.backbone import Backbone
 
@@ -15,10 +14,3 @@ def backbone() -> Backbone:
 def digits_backbone() -> Backbone:
     """The latent diffusion model trained here on digits 0-4 and shipped with the package (16×16, 4×8×8)."""
     return load_backbone("digits", device="cpu")
-
-
-def pytest_terminal_summary(terminalreporter):
-    if figures:
-        terminalreporter.section("diffusion figures")
-        for line in figures:
-            terminalreporter.write_line(line)

@@ -2,6 +2,8 @@
 
 import torch
 
+from tests.figures import FIGURES
+
 
 def smooth_images(count: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Smooth random images (upsampled 4×4 noise), more like photos than pixel noise: (count, 3, size, size)."""
@@ -21,4 +23,4 @@ def assert_adam_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert float(difference.mean()) < 1e-5, float(difference.mean())
 
 
-figures: list[str] = []  # measured figures, printed at the end of the session (see conftest.py)
+figures: list[str] = FIGURES["diffusion figures"]  # printed at the end of the session

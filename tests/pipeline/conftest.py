@@ -5,7 +5,6 @@ import os
 import pytest
 from PIL import Image
 
-from tests.pipeline.helpers import timings
 from tint_core.data import write_digits_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no "database is locked" telemetry noise
@@ -30,10 +29,3 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
-
-
-def pytest_terminal_summary(terminalreporter):
-    if timings:
-        terminalreporter.section("pipeline runs")
-        for line in timings:
-            terminalreporter.write_line(line)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from prefect import Flow
 
+from tests.figures import FIGURES
 from tint_core.export.config import ExportConfig
 from tint_core.fewshot.config import DistillConfig, StudentConfig, TeacherConfig
 from tint_core.pipeline import BenchmarkConfig, DistillAppConfig, StudentSetup, TeacherSetup
@@ -18,7 +19,7 @@ from tint_core.store import ArtifactStore
 
 torch.set_num_threads(1)  # tiny models: a second thread gains little and fights the flow's worker threads
 
-timings: list[str] = []  # one line per labelled run, printed at the end of the session
+timings: list[str] = FIGURES["pipeline runs"]  # one line per labelled run, printed at the end of the session
 
 
 def small_config(store: str, **changes: object) -> BenchmarkConfig:

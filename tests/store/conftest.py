@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-_summary: list[str] = []
+from tests.figures import FIGURES
+
+_summary: list[str] = FIGURES["artifact store"]
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -44,11 +46,3 @@ def writer_context():
 def summary():
     """Lines to print in pytest's terminal summary (crash-trial counts and the like)."""
     return _summary
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _summary:
-        terminalreporter.section("artifact store")
-        for line in _summary:
-            terminalreporter.write_line(line)
-
