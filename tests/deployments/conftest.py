@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,18 +110,20 @@ def database() -> Iterator[Postgres]:
         pytest.skip(f"the cluster's Prefect server runs on PostgreSQL: {reason}")
 
 
-@pytest.fixture(scope="module")
-def cluster(s3_env, database, tmp_path_factory) -> Iterator[Cluster]:
-    """Server on PostgreSQL, pools (tint-cpu, tint-gpu with room for 2 units at once), automation and deployments, as
-    ``deployments/setup.sh`` makes them, with a store in a moto bucket; then one CPU and two GPU-pool workers."""
+@contextmanager
+def running_cluster(database: Postgres, tmp_path_factory, gpu_pool_type: str = "process",
+                    env: dict[str, str] | None = None) -> Iterator[Cluster]:  # fmt: skip
+    """Server on PostgreSQL, pools (tint-cpu, tint-gpu of ``gpu_pool_type`` with room for 2 units at once),
+    automation and deployments, as ``deployments/setup.sh`` makes them, with a store in a moto bucket (the caller holds
+    ``s3_env``); the caller starts the workers, which are stopped with the server."""
     home = tmp_path_factory.mktemp("prefect-home")
     logs = tmp_path_factory.mktemp("logs")
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     bucket = f"tint-cluster-{port}"
     make_bucket(bucket)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    env |= {
+    cluster_env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    cluster_env |= {
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -132,19 +135,27 @@ def cluster(s3_env, database, tmp_path_factory) -> Iterator[Cluster]:
         "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),  # moto accepts any: planted, to be looked for
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url,
         "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # the cause of a 503 (a database error) in the server's log
+        **(env or {}),
     }
-    cluster = Cluster(api_url=api_url, env=env, store=env["TINT_STORE"], logs=logs, home=home, database=database,
-                      secret=env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+    cluster = Cluster(api_url=api_url, env=cluster_env, store=cluster_env["TINT_STORE"], logs=logs, home=home,
+                      database=database, secret=cluster_env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
     try:
         cluster.start_server()
-        setup = subprocess.run(["bash", "deployments/setup.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                               timeout=300, check=False)  # fmt: skip
+        setup = subprocess.run(["bash", "deployments/setup.sh", gpu_pool_type], cwd=REPO, env=cluster_env,
+                               capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
-        cluster.start_worker("tint-cpu", "cpu-a")
-        cluster.start_worker("tint-gpu", "gpu-a")
-        cluster.start_worker("tint-gpu", "gpu-b")
         yield cluster
     finally:
         _stop(*cluster.workers.values())
         if cluster.server is not None:
             _stop(cluster.server)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_env, database, tmp_path_factory) -> Iterator[Cluster]:
+    """The cluster with process pools: one CPU and two GPU-pool workers."""
+    with running_cluster(database, tmp_path_factory) as started:
+        started.start_worker("tint-cpu", "cpu-a")
+        started.start_worker("tint-gpu", "gpu-a")
+        started.start_worker("tint-gpu", "gpu-b")
+        yield started

@@ -158,8 +158,8 @@ def test_the_worker_image_runs_as_a_non_root_user_with_the_project_and_no_creden
     assert not [name for name in env if CREDENTIAL.search(name)] and env["HF_HUB_OFFLINE"] == "1"
     assert not [line for line in parser.lines if CREDENTIAL.search(line) and line.lstrip().startswith(("ENV", "ARG"))]
     assert json.loads(stage[-1]["value"])[:3] == ["prefect", "worker", "start"]
-    froms = [i["value"] for i in final if i["instruction"] == "FROM"]
-    assert any("cuda" in value for value in froms) and any(value.startswith("python:") for value in froms)
+    assert [i["value"] for i in final if i["instruction"] == "FROM"] == ["${BASE_IMAGE}"]
+    assert "cuda" in parser.baseimage  # the default base: the GPU workers' PyTorch
 
 
 def test_the_compose_file_wires_server_store_and_workers_without_literal_secrets():
@@ -175,5 +175,6 @@ def test_the_compose_file_wires_server_store_and_workers_without_literal_secrets
         assert secrets and all(str(value).startswith("${") for value in secrets.values())  # from docker/.env only
         assert "models:/models:ro" in worker["volumes"]
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    assert services["cpu-worker"]["build"]["args"]["VARIANT"] == "cpu"
+    assert services["cpu-worker"]["build"]["args"]["BASE_IMAGE"].startswith("python:3.11-slim")
+    assert "gpu-worker" not in services or "args" not in services["gpu-worker"]["build"]  # the CUDA base by default
     assert "docker/.env" in (REPO / ".gitignore").read_text()

@@ -1,0 +1,223 @@
+"""The worker image, really built, and a docker work pool running the benchmark's units in its containers.
+
+A private ``dockerd`` (no bridge, host network only), a base image made by ``debootstrap`` (no registry is reachable),
+and the wheels the image installs handed to its build by a loopback server: this machine's pip fetches them (PyTorch
+from local disk, as the Makefile takes it). The cluster is the process cluster's (server on PostgreSQL, S3 on moto)
+with its GPU pool of type docker, served by a prefect-docker worker."""
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolUpdate
+
+import docker
+from flows.records import read_task_runs
+from tests.deployments.conftest import BIN, REPO, Cluster, running_cluster
+from tests.deployments.test_deployment_files import CREDENTIAL
+from tests.deployments.test_work_pools import api, trigger, unit_runs
+from tests.docker_daemon import CACHE, Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
+from tests.figures import FIGURES
+from tests.pipeline.helpers import content_digests, small_config
+from tint_core.pipeline.config import ExecutionConfig
+from tint_core.store import ArtifactStore
+
+pytestmark = pytest.mark.slow
+
+IMAGE = "tint-worker:cpu-test"
+TORCH = "torch==2.14.1 torchvision==0.29.1"  # the pair the Makefile installs, served from this machine's disk
+figures: list[str] = FIGURES["worker image and docker pool"]
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[Dockerd]:
+    try:
+        with throwaway_dockerd() as daemon:
+            yield daemon
+    except DockerUnavailable as reason:
+        pytest.skip(f"the docker pool's tests start their own dockerd: {reason}")
+
+
+def wheelhouse(dockerd: Dockerd, base: str) -> Path:
+    """Every wheel the image installs (PyTorch, the project's dependencies, its build backend), in a folder kept
+    between runs. This machine's pip fetches them first (its indexes: PyTorch from local disk); then the base image's
+    own pip completes the set in a throw-away container on the host network, with this machine's certificates mounted
+    for the download only, since markers such as ``python_full_version < "3.11.3"`` (redis needs async-timeout there)
+    depend on the Python that installs. A completed set is marked, and not fetched again."""
+    folder = CACHE / "wheelhouse"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    requirements = [*TORCH.split(), *project["project"]["dependencies"], *project["build-system"]["requires"]]
+    complete = folder / f".complete-{hashlib.sha256(json.dumps([base, requirements]).encode()).hexdigest()[:16]}"
+    if complete.exists():
+        return folder
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(folder), *requirements],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if fetched.returncode != 0:
+        raise RuntimeError(f"pip could not gather the image's wheels: {fetched.stderr[-1500:]}")
+    certificates = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+    quoted = " ".join(shlex.quote(requirement) for requirement in requirements)
+    try:
+        dockerd.client.containers.run(base, ["bash", "-c", "python3 -m venv /tmp/venv && /tmp/venv/bin/pip download -q "
+                                             f"--dest /wheels --find-links /wheels {quoted}"],
+                                      environment={"PIP_CERT": "/tmp/certificates.crt"}, network_mode="host",
+                                      volumes={str(folder): {"bind": "/wheels", "mode": "rw"},
+                                               certificates: {"bind": "/tmp/certificates.crt", "mode": "ro"}},
+                                      remove=True)  # fmt: skip
+    except docker.errors.ContainerError as error:
+        raise RuntimeError(f"the base image's pip could not complete the wheels: {error.stderr}") from None
+    complete.touch()
+    return folder
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
+        pass
+
+
+@contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``folder`` listed over HTTP on 127.0.0.1 (pip's --find-links reads the listing); yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def debian_base(dockerd) -> str:
+    try:
+        base, seconds = debian_base_image(dockerd)
+    except DockerUnavailable as reason:
+        pytest.skip(f"the worker image is built on a base made by debootstrap: {reason}")
+    figures.append(f"Debian base image (debootstrap, unless cached, then imported): {seconds:.0f} s")
+    return base
+
+
+@pytest.fixture(scope="module")
+def worker_image(dockerd, debian_base, tmp_path_factory) -> str:
+    """docker/Dockerfile built on the Debian base with the CPU machine's PyTorch, as IMAGE; its log kept."""
+    base = debian_base
+    started = time.perf_counter()
+    wheels = wheelhouse(dockerd, base)
+    wheel_seconds = time.perf_counter() - started
+    log = tmp_path_factory.mktemp("image") / "build.log"
+    started = time.perf_counter()
+    with served(wheels) as url, open(log, "w") as output:
+        build_args = {"BASE_IMAGE": base, "TORCH": TORCH, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
+        for chunk in dockerd.client.api.build(path=str(REPO), dockerfile="docker/Dockerfile", tag=IMAGE,
+                                              buildargs=build_args, network_mode="host", rm=True, forcerm=True,
+                                              decode=True):  # fmt: skip
+            output.write(chunk.get("stream", "") + (json.dumps(chunk["error"]) + "\n" if "error" in chunk else ""))
+            if "error" in chunk:
+                output.flush()
+                pytest.fail(f"the image did not build: {chunk['error']}\n{log.read_text()[-4000:]}")
+    build_seconds = time.perf_counter() - started
+    size = dockerd.client.images.get(IMAGE).attrs["Size"]
+    figures.append(f"wheels gathered: {wheel_seconds:.0f} s; image built: {build_seconds:.0f} s, "
+                   f"{size / 2**30:.1f} GiB")  # fmt: skip
+    return IMAGE
+
+
+def _in_container(dockerd: Dockerd, *command: str, user: str | None = None) -> str:
+    output = dockerd.client.containers.run(IMAGE, list(command), remove=True, network_mode="none", user=user)
+    return output.decode()
+
+
+def test_the_worker_image_builds_on_a_debian_base_runs_tint_as_its_user_and_holds_no_credentials(dockerd, worker_image):
+    image = dockerd.client.images.get(worker_image)
+    assert image.attrs["Config"]["User"] == "10001"
+    assert _in_container(dockerd, "id", "-u").strip() == "10001"
+    usage = _in_container(dockerd, "tint", "--help")
+    assert all(command in usage for command in ("benchmark", "distill", "export", "store"))
+    # The project and nothing else from the checkout: .dockerignore keeps the context to the package.
+    assert sorted(_in_container(dockerd, "ls", "/opt/tint").split()) == sorted(
+        ["README.md", "flows", "pyproject.toml", "tasks", "tint_core"])  # fmt: skip
+    # No credential in its environment, in its build history (build arguments are recorded there), or on its disk.
+    environment = dict(entry.split("=", 1) for entry in image.attrs["Config"]["Env"])
+    assert not [name for name in environment if CREDENTIAL.search(name)], environment
+    history = [layer["CreatedBy"] for layer in image.history()]
+    assert not [line for line in history if CREDENTIAL.search(line)], history
+    found = _in_container(dockerd, "find", "/", "-xdev", "(", "-name", ".aws", "-o", "-name", ".netrc", "-o",
+                          "-name", ".git-credentials", "-o", "-name", ".pypirc", "-o", "-name", "pip.conf", "-o",
+                          "-path", "*/.docker/config.json", ")", "-print", user="0")  # root: every folder  # fmt: skip
+    assert found.strip() == ""
+
+
+def _docker_pool_template(cluster: Cluster, dockerd: Dockerd) -> dict:
+    """deployments/pools/docker.json with this machine's values, as a user sets them for their hosts: the image built
+    here (never pulled), the host's network (no bridge here), no GPU request, no models volume, the store's endpoint
+    and credentials, and containers kept after the run so that the test can look at them."""
+    template = json.loads((REPO / "deployments" / "pools" / "docker.json").read_text())
+    variables = template["variables"]["properties"]
+    store_env = {name: cluster.env[name] for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                     "AWS_DEFAULT_REGION")}  # fmt: skip
+    for name, value in {"image": IMAGE, "image_pull_policy": "Never", "network_mode": "host", "device_requests": [],
+                        "volumes": [], "auto_remove": False,
+                        "env": {**variables["env"]["default"], **store_env}}.items():  # fmt: skip
+        variables[name]["default"] = value
+    return template
+
+
+@pytest.fixture(scope="module")
+def docker_cluster(s3_env, database, tmp_path_factory, dockerd, worker_image) -> Iterator[Cluster]:
+    """The cluster with its GPU pool of type docker (deployments/setup.sh docker): a process worker for the benchmark's
+    own runs and one prefect-docker worker starting a container of the built image per unit."""
+    with running_cluster(database, tmp_path_factory, gpu_pool_type="docker", env={"DOCKER_HOST": dockerd.host}) as cluster:
+        with api(cluster), get_client(sync_client=True) as client:
+            client.update_work_pool("tint-gpu", WorkPoolUpdate(base_job_template=_docker_pool_template(cluster,
+                                                                                                       dockerd)))
+        cluster.start_worker("tint-cpu", "cpu-a")
+        cluster.start_worker("tint-gpu", "docker-a")
+        yield cluster
+
+
+def test_the_benchmark_deployment_runs_its_units_in_containers_of_the_image_with_the_main_jobs_digests(
+        docker_cluster, dockerd, tmp_path):  # fmt: skip
+    config = small_config(f"{docker_cluster.store}/docker", execution=ExecutionConfig(fan_out="deployments"))
+    with api(docker_cluster):
+        first, seconds = trigger(config)
+        assert first.state.is_completed(), first.state
+        units = unit_runs(first)
+        second, second_seconds = trigger(config)
+        assert second.state.is_completed(), second.state
+        again, second_tasks = unit_runs(second), read_task_runs(second.id)
+    # The reference: the main job in a process of its own with torch's default threads, as the containers have them
+    # (this test process computes with one thread: tests/pipeline/helpers.py, and digests depend on it).
+    reference = config.updated(store=f"{docker_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
+    config_file = tmp_path / "reference.yaml"
+    config_file.write_text(yaml.safe_dump(reference.model_dump(mode="json")))
+    main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=docker_cluster.env,
+                              capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert main_job.returncode == 0, main_job.stdout[-3000:] + main_job.stderr[-3000:]
+    # One unit per episode, each in its own container of the image, labelled with its flow run.
+    assert len(units) == 2 and all(run.state.is_completed() for run in units)
+    assert {run.labels["prefect.worker.name"] for run in units} == {"docker-a"}
+    for run in units:
+        container = dockerd.client.containers.get(run.infrastructure_pid.rsplit(":", 1)[1])
+        assert container.image.tags == [IMAGE] and container.attrs["State"]["ExitCode"] == 0
+        assert container.labels["io.prefect.flow-run-id"] == str(run.id)
+        assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+    assert content_digests(config.store) == content_digests(reference.store)
+    keys = [manifest.key for manifest in ArtifactStore(config.store).list()]
+    assert ArtifactStore(config.store).verify(keys).valid == keys
+    assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
+    figures.append(f"benchmark deployment, 2 units in containers on the docker pool: {seconds:.0f} s; second trigger, "
+                   f"nothing dispatched: {second_seconds:.0f} s")  # fmt: skip
