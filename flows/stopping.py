@@ -32,6 +32,7 @@ from tint_core.stopping import request_stop, stop_requested
 P, R = ParamSpec("P"), TypeVar("R")
 GRACE_SECONDS = float(os.environ.get("TINT_STOP_GRACE_SECONDS", "10"))
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EMBEDDED_SERVER_STARTUP_SECONDS = 120  # the least the main job waits for its embedded server to answer
 
 _lock = threading.Lock()
 _received: list[int] = []  # the signals this process was asked to stop by, first one first
@@ -62,7 +63,7 @@ def start_embedded_server() -> None:
     """Start Prefect's ephemeral server (when no PREFECT_API_URL is set) in a session of its own, so that the
     terminal's Ctrl-C reaches this process only: the server then outlives the interrupt long enough to record the
     run's final state, and is stopped by this process on its way out (or by the kernel, should it be killed)."""
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
     if PREFECT_API_URL.value():
         return
@@ -72,7 +73,9 @@ def start_embedded_server() -> None:
     server_module.subprocess.Popen = functools.partial(subprocess.Popen, start_new_session=True,  # type: ignore[misc]
                                                        preexec_fn=_end_with_parent)
     try:
-        server_module.SubprocessASGIServer().start()
+        # Prefect's 20 s default is not enough on a busy 2-core machine (seen: a docker build beside the tests).
+        server_module.SubprocessASGIServer().start(
+            timeout=max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), EMBEDDED_SERVER_STARTUP_SECONDS))
     finally:
         server_module.subprocess.Popen = popen  # type: ignore[misc]
 

@@ -180,7 +180,8 @@ def _docker_pool_template(cluster: Cluster, dockerd: Dockerd) -> dict:
 def docker_cluster(s3_env, database, tmp_path_factory, dockerd, worker_image) -> Iterator[Cluster]:
     """The cluster with its GPU pool of type docker (deployments/setup.sh docker): a process worker for the benchmark's
     own runs and one prefect-docker worker starting a container of the built image per unit."""
-    with running_cluster(database, tmp_path_factory, gpu_pool_type="docker", env={"DOCKER_HOST": dockerd.host}) as cluster:
+    docker_host = {"DOCKER_HOST": dockerd.host}
+    with running_cluster(database, tmp_path_factory, gpu_pool_type="docker", env=docker_host) as cluster:
         with api(cluster), get_client(sync_client=True) as client:
             client.update_work_pool("tint-gpu", WorkPoolUpdate(base_job_template=_docker_pool_template(cluster,
                                                                                                        dockerd)))
