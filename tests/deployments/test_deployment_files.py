@@ -1,5 +1,5 @@
 """The files a cluster is built from, checked without one: prefect.yaml, the work-pool templates, the worker image and
-the compose file (no docker daemon here: the Dockerfile is linted by hadolint and its structure checked)."""
+the compose file (the Dockerfile is linted by hadolint and its structure checked; test_docker_pool.py builds it)."""
 
 import asyncio
 import copy
