@@ -36,7 +36,9 @@ from tests.pipeline.helpers import content_digests, small_config
 from tint_core.pipeline.config import ExecutionConfig
 from tint_core.store import ArtifactStore
 
-pytestmark = pytest.mark.slow
+# Building the image (gigabytes of PyTorch) and running units in its containers outlast the suite's 10 minutes per
+# test on a busy two-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 IMAGE = "tint-worker:cpu-test"
 TORCH = "torch==2.14.1 torchvision==0.29.1"  # the pair the Makefile installs, served from this machine's disk
