@@ -25,4 +25,4 @@ prefect work-pool set-concurrency-limit tint-gpu "${GPUS:-1}"
 prefect --no-prompt automation delete tint-crashed-runs >/dev/null 2>&1 || true  # absent the first time
 prefect automation create --from-file deployments/automations/crashed-runs.yaml
 
-prefect --no-prompt deploy --all
+prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml

@@ -152,7 +152,7 @@ def test_the_worker_image_runs_as_a_non_root_user_with_the_project_and_no_creden
     assert users and users[-1] not in ("root", "0") and users[-1].split(":")[0].isdigit()
     assert not [i for i in final if i["instruction"] == "ADD"]  # nothing fetched by the build's own ADD
     copied = [source for i in stage if i["instruction"] == "COPY" for source in i["value"].split()[:-1]]
-    assert set(copied) == {"pyproject.toml", "README.md", "tint_core", "tasks", "flows"}  # the package, nothing else
+    assert set(copied) == {"pyproject.toml", "README.md", "tint_core", "tasks", "flows", "deployments"}  # nothing else
     assert all((REPO / source).exists() for source in copied)
     env = parser.envs
     assert not [name for name in env if CREDENTIAL.search(name)] and env["HF_HUB_OFFLINE"] == "1"
@@ -162,19 +162,31 @@ def test_the_worker_image_runs_as_a_non_root_user_with_the_project_and_no_creden
     assert "cuda" in parser.baseimage  # the default base: the GPU workers' PyTorch
 
 
-def test_the_compose_file_wires_server_store_and_workers_without_literal_secrets():
+def test_the_compose_file_wires_a_server_on_postgresql_the_setup_and_both_workers_without_literal_secrets():
     compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"server", "store", "cpu-worker", "gpu-worker"} <= set(services)
-    for name in ("cpu-worker", "gpu-worker"):
-        worker = services[name]
-        assert worker["build"]["dockerfile"] == "docker/Dockerfile"
-        assert worker["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
-        secrets = {key: value for key, value in worker["environment"].items() if CREDENTIAL.search(key)
-                   and key not in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}  # fmt: skip
-        assert secrets and all(str(value).startswith("${") for value in secrets.values())  # from docker/.env only
-        assert "models:/models:ro" in worker["volumes"]
-    assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert {"database", "server", "store", "make-bucket", "setup", "cpu-worker", "docker-worker"} == set(services)
+    assert "postgresql+asyncpg://" in services["server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert services["server"]["depends_on"]["database"]["condition"] == "service_healthy"
+    assert services["setup"]["command"] == ["bash", "deployments/setup.sh", "docker"]
+    for name in ("cpu-worker", "docker-worker"):
+        assert services[name]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+    assert services["docker-worker"]["command"][3:7] == ["--pool", "tint-gpu", "--type", "docker"]
+    assert services["docker-worker"]["volumes"][0].endswith(":/var/run/docker.sock")
+    # The store comes with a profile: without it, the S3 named in .env.
+    assert services["store"]["profiles"] == services["make-bucket"]["profiles"] == ["minio"]
+    assert services["cpu-worker"]["build"]["dockerfile"] == "docker/Dockerfile"
     assert services["cpu-worker"]["build"]["args"]["BASE_IMAGE"].startswith("python:3.11-slim")
-    assert "gpu-worker" not in services or "args" not in services["gpu-worker"]["build"]  # the CUDA base by default
+    # Every credential and password from docker/.env: none written in the file.
+    for service in services.values():
+        environment = service.get("environment", {})
+        secrets = {key: value for key, value in environment.items() if CREDENTIAL.search(key)
+                   and key not in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}  # fmt: skip
+        assert all(str(value).startswith("${") for value in secrets.values()), secrets
+        assert all("${POSTGRES_PASSWORD" in value for key, value in environment.items() if "DATABASE" in key)
+    # Every service on the host's network, listening on loopback only (units' containers reach them there).
+    assert all(service["network_mode"] == "host" and "ports" not in service for service in services.values())
+    assert "listen_addresses=127.0.0.1" in services["database"]["command"]
+    assert services["server"]["command"][3:5] == ["--host", "127.0.0.1"]
+    assert "127.0.0.1:9000" in services["store"]["command"]
     assert "docker/.env" in (REPO / ".gitignore").read_text()

@@ -10,13 +10,16 @@ import hashlib
 import http.server
 import json
 import os
+import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,8 @@ from prefect.client.schemas.actions import WorkPoolUpdate
 
 import docker
 from flows.records import read_task_runs
-from tests.deployments.conftest import BIN, REPO, Cluster, running_cluster
+from tests.conftest import make_bucket
+from tests.deployments.conftest import BIN, REPO, _free_port
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
 from tests.docker_daemon import CACHE, Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
@@ -41,6 +45,7 @@ from tint_core.store import ArtifactStore
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 IMAGE = "tint-worker:cpu-test"
+POSTGRES_IMAGE = "tint-test/postgres-standin:15"
 TORCH = "torch==2.14.1 torchvision==0.29.1"  # the pair the Makefile installs, served from this machine's disk
 figures: list[str] = FIGURES["worker image and docker pool"]
 
@@ -62,7 +67,8 @@ def wheelhouse(dockerd: Dockerd, base: str) -> Path:
     depend on the Python that installs. A completed set is marked, and not fetched again."""
     folder = CACHE / "wheelhouse"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    requirements = [*TORCH.split(), *project["project"]["dependencies"], *project["build-system"]["requires"]]
+    requirements = [*TORCH.split(), *project["project"]["dependencies"],
+                    *project["project"]["optional-dependencies"]["docker"], *project["build-system"]["requires"]]
     complete = folder / f".complete-{hashlib.sha256(json.dumps([base, requirements]).encode()).hexdigest()[:16]}"
     if complete.exists():
         return folder
@@ -151,7 +157,7 @@ def test_the_worker_image_builds_on_a_debian_base_runs_tint_as_its_user_and_hold
     assert all(command in usage for command in ("benchmark", "distill", "export", "store"))
     # The project and nothing else from the checkout: .dockerignore keeps the context to the package.
     assert sorted(_in_container(dockerd, "ls", "/opt/tint").split()) == sorted(
-        ["README.md", "flows", "pyproject.toml", "tasks", "tint_core"])  # fmt: skip
+        ["README.md", "deployments", "flows", "pyproject.toml", "tasks", "tint_core"])  # fmt: skip
     # No credential in its environment, in its build history (build arguments are recorded there), or on its disk.
     environment = dict(entry.split("=", 1) for entry in image.attrs["Config"]["Env"])
     assert not [name for name in environment if CREDENTIAL.search(name)], environment
@@ -163,56 +169,142 @@ def test_the_worker_image_builds_on_a_debian_base_runs_tint_as_its_user_and_hold
     assert found.strip() == ""
 
 
-def _docker_pool_template(cluster: Cluster, dockerd: Dockerd) -> dict:
+def _compose_command() -> list[str]:
+    """Compose v2 (the docker CLI's plugin) where it is installed, else docker-compose (Debian 12 has 1.29)."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
+                                                 check=False).returncode == 0:  # fmt: skip
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("the compose test needs Docker Compose (Debian: apt-get install docker-compose)")
+
+
+@pytest.fixture(scope="module")
+def postgres_image(dockerd, debian_base) -> str:
+    """The official postgres image's stand-in (tests/deployments/postgres_image): Debian's PostgreSQL on the base."""
+    started = time.perf_counter()
+    try:
+        dockerd.client.images.build(path=str(Path(__file__).parent / "postgres_image"), tag=POSTGRES_IMAGE,
+                                    buildargs={"BASE_IMAGE": debian_base}, network_mode="host", rm=True,
+                                    forcerm=True)  # fmt: skip
+    except docker.errors.BuildError as error:
+        pytest.fail(f"the PostgreSQL stand-in did not build: {error}\n{''.join(map(str, error.build_log))[-3000:]}")
+    seconds = time.perf_counter() - started
+    figures.append(f"PostgreSQL stand-in image (Debian's packages over the base): {seconds:.0f} s")
+    return POSTGRES_IMAGE
+
+
+@dataclass
+class ComposeCluster:
+    """docker/compose.yaml, started: what a test needs to reach it."""
+
+    api_url: str
+    env: dict[str, str]  # the store's settings, as the workers have them
+    store: str
+    compose: list[str]  # the compose command with its project, files and environment file
+
+    def services(self, dockerd: Dockerd) -> dict[str, list]:
+        """Service name → its containers (compose labels them), stopped ones included."""
+        found: dict[str, list] = {}
+        project = self.compose[self.compose.index("-p") + 1]
+        for container in dockerd.client.containers.list(all=True, filters={"label": f"com.docker.compose.project="
+                                                                                    f"{project}"}):  # fmt: skip
+            found.setdefault(container.labels["com.docker.compose.service"], []).append(container)
+        return found
+
+
+@pytest.fixture(scope="module")
+def compose_cluster(s3_env, dockerd, worker_image, postgres_image, tmp_path_factory) -> Iterator[ComposeCluster]:
+    """``docker compose up`` on docker/compose.yaml, as a person on this machine runs it: PostgreSQL (the stand-in) and Prefect's server (the worker image has it) on loopback ports, the setup service
+    making the pools and deployments, the CPU worker and the docker worker on this test's dockerd. The store: moto on
+    127.0.0.1 in MinIO's place (no MinIO image or binary comes from the registries this machine reaches), so the
+    `minio` profile stays off."""
+    compose = _compose_command()
+    folder = tmp_path_factory.mktemp("compose")
+    bucket = f"tint-compose-{secrets.token_hex(4)}"
+    make_bucket(bucket)
+    prefect_port, postgres_port = _free_port(), _free_port()
+    socket_path = dockerd.host.removeprefix("unix://")
+    settings = {
+        "COMPOSE_PROJECT_NAME": f"tint-test-{prefect_port}",
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "POSTGRES_IMAGE": postgres_image,
+        "POSTGRES_PORT": postgres_port,
+        "PREFECT_IMAGE": worker_image, "PREFECT_PORT": prefect_port, "TINT_WORKER_IMAGE": worker_image,
+        "TINT_STORE": f"s3://{bucket}/tint", "GPUS": 2,
+        "DOCKER_SOCKET": socket_path, "DOCKER_GID": os.stat(socket_path).st_gid,
+        **{name: s3_env[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                           "AWS_ENDPOINT_URL")},
+    }  # fmt: skip
+    env_file = folder / ".env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
+    command = [*compose, "-p", settings["COMPOSE_PROJECT_NAME"], "-f", str(REPO / "docker" / "compose.yaml"),
+               "--env-file", str(env_file)]  # fmt: skip
+    host_env = {**os.environ, "DOCKER_HOST": dockerd.host}
+    cluster = ComposeCluster(api_url=f"http://127.0.0.1:{prefect_port}/api", env=dict(s3_env),
+                             store=settings["TINT_STORE"], compose=command)  # fmt: skip
+    try:
+        started = time.perf_counter()
+        # Waits for the database and the server to be healthy and for the setup to finish, as depends_on says.
+        up = subprocess.run([*command, "up", "-d", "--no-build"], env=host_env, capture_output=True, text=True,
+                            timeout=900, check=False)  # fmt: skip
+        logs = subprocess.run([*command, "logs", "--no-color"], env=host_env, capture_output=True, text=True,
+                              check=False).stdout  # fmt: skip
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:] + logs[-6000:]
+        figures.append(f"compose up (PostgreSQL, server, setup, both workers): {time.perf_counter() - started:.0f} s")
+        yield cluster
+    finally:
+        down = subprocess.run([*command, "down", "-v", "--remove-orphans"], env=host_env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+        assert down.returncode == 0, down.stderr[-2000:]
+
+
+def _docker_pool_template(cluster: ComposeCluster) -> dict:
     """deployments/pools/docker.json with this machine's values, as a user sets them for their hosts: the image built
     here (never pulled), the host's network (no bridge here), no GPU request, no models volume, the store's endpoint
     and credentials, and containers kept after the run so that the test can look at them."""
     template = json.loads((REPO / "deployments" / "pools" / "docker.json").read_text())
     variables = template["variables"]["properties"]
-    store_env = {name: cluster.env[name] for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                     "AWS_DEFAULT_REGION")}  # fmt: skip
     for name, value in {"image": IMAGE, "image_pull_policy": "Never", "network_mode": "host", "device_requests": [],
                         "volumes": [], "auto_remove": False,
-                        "env": {**variables["env"]["default"], **store_env}}.items():  # fmt: skip
+                        "env": {**variables["env"]["default"], **cluster.env}}.items():  # fmt: skip
         variables[name]["default"] = value
     return template
 
 
-@pytest.fixture(scope="module")
-def docker_cluster(s3_env, database, tmp_path_factory, dockerd, worker_image) -> Iterator[Cluster]:
-    """The cluster with its GPU pool of type docker (deployments/setup.sh docker): a process worker for the benchmark's
-    own runs and one prefect-docker worker starting a container of the built image per unit."""
-    docker_host = {"DOCKER_HOST": dockerd.host}
-    with running_cluster(database, tmp_path_factory, gpu_pool_type="docker", env=docker_host) as cluster:
-        with api(cluster), get_client(sync_client=True) as client:
-            client.update_work_pool("tint-gpu", WorkPoolUpdate(base_job_template=_docker_pool_template(cluster,
-                                                                                                       dockerd)))
-        cluster.start_worker("tint-cpu", "cpu-a")
-        cluster.start_worker("tint-gpu", "docker-a")
-        yield cluster
-
-
-def test_the_benchmark_deployment_runs_its_units_in_containers_of_the_image_with_the_main_jobs_digests(
-        docker_cluster, dockerd, tmp_path):  # fmt: skip
-    config = small_config(f"{docker_cluster.store}/docker", execution=ExecutionConfig(fan_out="deployments"))
-    with api(docker_cluster):
+def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_the_image_and_the_main_jobs_digests(
+        compose_cluster, dockerd, tmp_path):  # fmt: skip
+    services = compose_cluster.services(dockerd)
+    assert services["setup"][0].attrs["State"]["ExitCode"] == 0
+    assert all(services[name][0].status == "running" for name in ("database", "server", "cpu-worker",
+                                                                  "docker-worker"))  # fmt: skip
+    assert "store" not in services  # the minio profile is off: moto on loopback in its place
+    with api(compose_cluster), get_client(sync_client=True) as client:
+        client.update_work_pool("tint-gpu", WorkPoolUpdate(base_job_template=_docker_pool_template(compose_cluster)))
+        assert client.read_work_pool("tint-gpu").type == "docker"
+    config = small_config(f"{compose_cluster.store}/docker", execution=ExecutionConfig(fan_out="deployments"))
+    with api(compose_cluster):
         first, seconds = trigger(config)
         assert first.state.is_completed(), first.state
         units = unit_runs(first)
         second, second_seconds = trigger(config)
         assert second.state.is_completed(), second.state
         again, second_tasks = unit_runs(second), read_task_runs(second.id)
-    # The reference: the main job in a process of its own with torch's default threads, as the containers have them
-    # (this test process computes with one thread: tests/pipeline/helpers.py, and digests depend on it).
-    reference = config.updated(store=f"{docker_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
+    # The reference: the main job in a process of its own on this machine, with torch's default threads as the
+    # containers have them (this test process computes with one thread: tests/pipeline/helpers.py, and digests
+    # depend on it), recording its runs on the compose cluster's server.
+    reference = config.updated(store=f"{compose_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
     config_file = tmp_path / "reference.yaml"
     config_file.write_text(yaml.safe_dump(reference.model_dump(mode="json")))
-    main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=docker_cluster.env,
+    main_env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    main_env |= {"PREFECT_API_URL": compose_cluster.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=main_env,
                               capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert main_job.returncode == 0, main_job.stdout[-3000:] + main_job.stderr[-3000:]
-    # One unit per episode, each in its own container of the image, labelled with its flow run.
+    # The benchmark ran on the compose file's CPU worker; one unit per episode, each in its own container of the
+    # image, started by the compose file's docker worker and labelled with its flow run.
+    assert first.work_pool_name == "tint-cpu"
     assert len(units) == 2 and all(run.state.is_completed() for run in units)
-    assert {run.labels["prefect.worker.name"] for run in units} == {"docker-a"}
+    assert {run.labels["prefect.worker.name"] for run in units} == {"docker-worker"}
     for run in units:
         container = dockerd.client.containers.get(run.infrastructure_pid.rsplit(":", 1)[1])
         assert container.image.tags == [IMAGE] and container.attrs["State"]["ExitCode"] == 0
@@ -222,5 +314,5 @@ def test_the_benchmark_deployment_runs_its_units_in_containers_of_the_image_with
     keys = [manifest.key for manifest in ArtifactStore(config.store).list()]
     assert ArtifactStore(config.store).verify(keys).valid == keys
     assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
-    figures.append(f"benchmark deployment, 2 units in containers on the docker pool: {seconds:.0f} s; second trigger, "
-                   f"nothing dispatched: {second_seconds:.0f} s")  # fmt: skip
+    figures.append(f"benchmark deployment through compose, 2 units in containers on the docker pool: {seconds:.0f} s; "
+                   f"second trigger, nothing dispatched: {second_seconds:.0f} s")  # fmt: skip
