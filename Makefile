@@ -20,9 +20,10 @@ demo: setup
 	$(BIN)/tint demo
 
 # Test files run side by side on every core (a file's tests in order, on one worker): most of the suite waits on
-# servers, workers and subprocesses, so two cores finish it far sooner than one process would.
+# servers, workers and subprocesses, so two cores finish it far sooner than one process would. Files are handed out
+# longest first (tests/conftest.py), not by how many tests they hold.
 test: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

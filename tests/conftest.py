@@ -128,3 +128,24 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.section(section)
             for line in lines:
                 terminalreporter.write_line(line)
+
+
+# The longest test files first, in this order; the rest keep theirs. pytest-xdist hands files to its workers in
+# collection order (the Makefile turns off its own reordering, which puts the files with the most tests first and so
+# left the image build and the killed-main-job trials, few tests each, running alone at the end): longest first, two
+# workers finish close together. (A worker is handed its next file when two tests of its current one are left: the
+# image's file, two tests, brings the UI's along.) Measured on 2 busy cores, in minutes.
+LONGEST_FIRST = (
+    "tests/deployments/test_work_pools.py",  # 20: a cluster on PostgreSQL; workers and its server killed mid-run
+    "tests/deployments/test_docker_pool.py",  # 17: the worker image built; compose up; units in containers
+    "tests/deployments/test_prefect_ui.py",  # 8: a cluster; two runs from the UI's form
+    "tests/pipeline/test_killed_main_job.py",  # 15: five seeded kills of the main job, each rerun
+    "tests/pipeline/test_stopping.py",  # 6
+    "tests/pipeline/test_soak.py",  # 6: 120 runs
+    "tests/pipeline/test_benchmark_caching.py",  # 5
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: a file keeps its order
