@@ -4,6 +4,7 @@ refused through the API. On a cluster of their own (tests/deployments/conftest.p
 test_work_pools.py run side by side."""
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -21,13 +22,21 @@ from prefect.states import Scheduled, to_state_create
 
 from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, require_chromium
 from tests.conftest import read_bucket
-from tests.deployments.conftest import Cluster
+from tests.deployments.conftest import Cluster, running_cluster
 from tests.deployments.test_work_pools import api
 from tests.pipeline.helpers import timings
 from tint_core.pipeline.presets import smoke_config
 from tint_core.pipeline.runs import find_run
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_env, database, tmp_path_factory) -> Iterator[Cluster]:
+    """The cluster with its CPU worker only: the runs made here compute their units as tasks of the benchmark."""
+    with running_cluster(database, tmp_path_factory) as started:
+        started.start_worker("tint-cpu", "cpu-a")
+        yield started
 
 
 def _field(page, label: str):
