@@ -30,7 +30,8 @@ from tests.pipeline.helpers import small_config, timings
 from tint_core.pipeline.config import BenchmarkConfig, ExecutionConfig
 from tint_core.store import ArtifactStore
 
-pytestmark = pytest.mark.slow
+# Run beside the worker image's build, a test here has taken up to 515 s of the suite's 600 per test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @contextmanager
