@@ -111,9 +111,8 @@ def database() -> Iterator[Postgres]:
 
 
 @contextmanager
-def running_cluster(database: Postgres, tmp_path_factory, gpu_pool_type: str = "process",
-                    env: dict[str, str] | None = None) -> Iterator[Cluster]:  # fmt: skip
-    """Server on PostgreSQL, pools (tint-cpu, tint-gpu of ``gpu_pool_type`` with room for 2 units at once),
+def running_cluster(database: Postgres, tmp_path_factory) -> Iterator[Cluster]:
+    """Server on PostgreSQL, pools (tint-cpu, tint-gpu of type process with room for 2 units at once),
     automation and deployments, as ``deployments/setup.sh`` makes them, with a store in a moto bucket (the caller holds
     ``s3_env``); the caller starts the workers, which are stopped with the server."""
     home = tmp_path_factory.mktemp("prefect-home")
@@ -135,13 +134,12 @@ def running_cluster(database: Postgres, tmp_path_factory, gpu_pool_type: str = "
         "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),  # moto accepts any: planted, to be looked for
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url,
         "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",  # the cause of a 503 (a database error) in the server's log
-        **(env or {}),
     }
     cluster = Cluster(api_url=api_url, env=cluster_env, store=cluster_env["TINT_STORE"], logs=logs, home=home,
                       database=database, secret=cluster_env["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
     try:
         cluster.start_server()
-        setup = subprocess.run(["bash", "deployments/setup.sh", gpu_pool_type], cwd=REPO, env=cluster_env,
+        setup = subprocess.run(["bash", "deployments/setup.sh", "process"], cwd=REPO, env=cluster_env,
                                capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
         yield cluster
