@@ -38,9 +38,12 @@ def quiet_terminal(*, verbose: bool = False, random_backbone: bool = False) -> N
     """
     # The ephemeral server's telemetry fights the flow for the sqlite database ("database is locked" tracebacks).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from transformers.utils import logging as transformers_logging
+    # No bar per loaded text encoder: transformers reads this when a step first imports it (seconds, so not here).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # a bar per loaded text encoder
+        transformers_logging.disable_progress_bar()
     if not verbose:
         logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
     if random_backbone:

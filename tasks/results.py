@@ -11,7 +11,6 @@ from tint_core.pipeline import history, results
 from tint_core.pipeline.config import BenchmarkConfig, EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.runs import RunRecord, save_run
-from tint_core.report import pictures_markdown, store_report, to_markdown
 from tint_core.store import ArtifactRef
 
 
@@ -52,6 +51,8 @@ def record_history(config: BenchmarkConfig, summary: results.BenchmarkSummary, r
 def publish_report(record: RunRecord) -> str:
     """Save the run's record and its HTML report in the store, attach the report's tables and the first episode's
     pictures to the flow run as Markdown artifacts; return where the HTML report is."""
+    from tint_core.report import pictures_markdown, store_report, to_markdown  # matplotlib: only here
+
     save_run(record)
     report, location = store_report(record)
     create_markdown_artifact(to_markdown(report, location), key="tint-benchmark-report",

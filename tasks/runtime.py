@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from prefect import get_run_logger
 
 from tint_core.devices import resolve_device
-from tint_core.diffusion.prompts import ProgressFn
+from tint_core.progress import ProgressFn
 from tint_core.store import StoreRetryError
 
 CPU = "cpu"  # where the controls' augmentation and the digits backbone's training run

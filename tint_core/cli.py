@@ -37,7 +37,7 @@ from tint_core.store.store import DEFAULT_GC_AGE
 
 if TYPE_CHECKING:
     from tint_core.diffusion import ClassSpecialization
-    from tint_core.diffusion.prompts import ProgressFn
+    from tint_core.progress import ProgressFn
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -74,6 +74,18 @@ def test_the_command_line_help_and_the_configuration_models_import_no_model_code
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).parents[2])
 
 
+def test_loading_the_flows_imports_no_model_library():
+    # Every command, worker's flow run and cached rerun loads the flows first; the model libraries (timm with
+    # torchvision, diffusers with transformers, scipy, matplotlib: about 10 s of CPU together) load only in the step
+    # that computes with them, so a run whose steps are all cached never pays for them.
+    code = ("import sys\n"
+            "import flows.benchmark, flows.distill, flows.specialize, flows.fewshot, flows.train_backbone, tasks\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'timm', 'torchvision', 'scipy', 'diffusers',\n"
+            "                                                        'transformers', 'matplotlib', 'onnx', 'sklearn'})\n"
+            "assert not heavy, heavy\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).parents[2])
+
+
 def test_tint_variants_name_their_alpha_and_unknown_methods_are_refused():
     from tint_core.config import ConfigError
     from tint_core.diffusion.config import GenerationConfig

@@ -16,14 +16,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from tint_core.devices import PRECISIONS, resolve_device
 from tint_core.diffusion.config import DEFAULT_MODEL_ID, RANDOM_BACKBONES
 from tint_core.images import check_image_batch
+
+if TYPE_CHECKING:  # diffusers and transformers are imported where a backbone is built: they take seconds
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class Backbone:
     _compiled_unet: Callable[..., object] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        from diffusers import DDIMScheduler
+
         prediction = self.scheduler.config.prediction_type
         if prediction not in ("epsilon", "v_prediction"):
             raise ValueError(f"unsupported scheduler prediction_type {prediction!r}: need 'epsilon' or 'v_prediction'")
@@ -138,6 +143,8 @@ class Backbone:
 
     def timesteps(self, num_steps: int) -> list[int]:
         """The DDIM timesteps for ``num_steps`` sampling steps, descending (trailing spacing)."""
+        from diffusers import DDIMScheduler
+
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_steps)
         return [int(t) for t in scheduler.timesteps]
@@ -351,6 +358,9 @@ def _config_digest(folder: Path) -> str:
 
 
 def _load_components(folder: Path) -> dict[str, object]:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
     missing = [name for name in COMPONENTS if not (folder / name).is_dir()]
     if missing:
         raise ValueError(f"checkpoint folder {folder} is missing component folder(s): {', '.join(missing)}")

@@ -27,10 +27,10 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import DIGITS_CAPTION, DigitsBackboneConfig
-from tint_core.diffusion.prompts import ProgressFn
 from tint_core.diffusion.random_backbones import clip_text_encoder, sd_ddim_scheduler, tiny_tokenizer
 from tint_core.fewshot.augment import random_affine
 from tint_core.images import check_image_batch
+from tint_core.progress import ProgressFn
 from tint_core.seeding import global_rng_seeded
 from tint_core.stopping import check_stop
 

@@ -15,9 +15,10 @@ import torch
 from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import GenerationConfig
 from tint_core.diffusion.ddim import guided_denoise
-from tint_core.diffusion.prompts import ProgressFn, class_text_embeddings, null_text_embedding
+from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
 from tint_core.diffusion.specialization import ClassSpecialization
 from tint_core.images import resize
+from tint_core.progress import ProgressFn
 from tint_core.seeding import generator
 from tint_core.stopping import check_stop
 

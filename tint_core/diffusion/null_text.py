@@ -16,7 +16,7 @@ import torch
 from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import NullTextConfig
 from tint_core.diffusion.ddim import change_timestep, classifier_free_guidance, previous_timestep
-from tint_core.diffusion.prompts import ProgressFn
+from tint_core.progress import ProgressFn
 from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)

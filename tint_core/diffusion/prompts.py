@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from tint_core.diffusion.backbone import Backbone
-
-# (stage, done, total): called at coarse intervals by long-running steps.
-ProgressFn = Callable[[str, int, int], None]
 
 
 def class_prompt_ids(backbone: Backbone, template: str, init_words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,8 +21,9 @@ from tint_core.diffusion.config import SpecializationConfig
 from tint_core.diffusion.ddim import ddim_invert
 from tint_core.diffusion.null_text import null_text_invert
 from tint_core.diffusion.prepare import SuperResolution, SupportImage, Swin2SRUpscaler, prepare_supports
-from tint_core.diffusion.prompts import ProgressFn, class_text_embeddings, null_text_embedding
+from tint_core.diffusion.prompts import class_text_embeddings, null_text_embedding
 from tint_core.diffusion.textual_inversion import train_tokens
+from tint_core.progress import ProgressFn
 from tint_core.seeding import derive_seed
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ import torch
 
 from tint_core.diffusion.backbone import Backbone
 from tint_core.diffusion.config import TextualInversionConfig
-from tint_core.diffusion.prompts import ProgressFn, class_prompt_ids
+from tint_core.diffusion.prompts import class_prompt_ids
+from tint_core.progress import ProgressFn
 from tint_core.stopping import check_stop
 
 logger = logging.getLogger(__name__)

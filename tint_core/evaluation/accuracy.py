@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import torch
 from pydantic import BaseModel
-from scipy import stats
 
 
 def episode_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -22,6 +21,8 @@ def t_quantile(n_episodes: int, confidence: float = 0.95) -> float:
     """Two-sided Student-t quantile with E − 1 degrees of freedom (1.96 for large E at 95%)."""
     if n_episodes < 2:
         raise ValueError(f"an interval needs at least 2 episodes, got {n_episodes}")
+    from scipy import stats  # a second to import: only where an interval is computed
+
     return float(stats.t.ppf(0.5 + confidence / 2, df=n_episodes - 1))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 from pydantic import BaseModel
-from scipy import stats
 
 from tint_core.evaluation.config import CostModel
 from tint_core.evaluation.variance import episode_variance, predicted_half_width
@@ -51,6 +50,8 @@ def plan_evaluation(
     if not (0 <= mu <= 1 and sigma2 >= 0 and half_width > 0 and max_query >= 1):
         raise ValueError(f"need 0 ≤ mu ≤ 1, sigma2 ≥ 0, half_width > 0, max_query ≥ 1; got {mu}, {sigma2}, "
                          f"{half_width}, {max_query}")
+    from scipy import stats  # a second to import: only where an interval is computed
+
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     best: Plan | None = None
     for n_query in range(1, max_query + 1):

@@ -7,35 +7,22 @@ found in the local cache.
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
 from tint_core.devices import autocast, module_device, resolve_device
 from tint_core.fewshot.config import BackboneConfig, ComputeConfig
+from tint_core.fewshot.names import check_model_name
 from tint_core.images import check_image_batch, resize
 from tint_core.seeding import global_rng_seeded
 from tint_core.stopping import check_stop
 
-LOCAL_MODELS = ("resnet12", "resnet12_tiny", "tint_convnet", "tint_convnet_tiny", "tint_pixels")
 HF_PREFIX = "hf-hub:"
-
-
-def check_model_name(name: str) -> None:
-    """Raise ValueError for a name timm does not know, listing close known names."""
-    if timm.is_model(name):
-        return
-    known = timm.list_models()
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
-    hint = f"close matches: {close}" if close else f"known small models here: {list(LOCAL_MODELS)}"
-    raise ValueError(f"unknown timm model {name!r}; {hint} (timm.list_models() lists all {len(known)})")
 
 
 def resolve_weights(weights: str) -> Path:
@@ -96,6 +83,10 @@ def create_backbone(name: str, weights: str | None = None, seed: int = 0, **mode
             raise ValueError(f"{path} holds a {metadata['timm_name']!r} backbone, not {name!r}")
         # Files written by save_backbone remember how the model was built; explicit kwargs still win.
         model_kwargs = {**json.loads(metadata.get("model_kwargs", "{}")), **model_kwargs}
+    import timm  # here, not above: timm brings torchvision with it, seconds a cache check should not pay
+
+    import tint_core.fewshot.models  # noqa: F401  (registers resnet12 and tint_convnet with timm)
+
     with global_rng_seeded(seed):  # timm initialises from the global RNG
         model = timm.create_model(name, pretrained=False, num_classes=0, **model_kwargs)
     if weights is None:

@@ -17,7 +17,6 @@ from tint_core.fewshot.student import save_student_state
 from tint_core.pipeline.data import load_episode
 from tint_core.pipeline.generation import load_specialization
 from tint_core.pipeline.resources import open_store
-from tint_core.report.strips import class_strip
 from tint_core.store import ArtifactRef
 
 STUDENT_FILE = "student.safetensors"
@@ -57,6 +56,8 @@ def export_student(store: str, student: ArtifactRef, labels: ArtifactRef, suppor
     curves = training["curves"]
     _write_atomically(folder / "student.json", json.dumps({**description, "curves": curves,
                                                           "steps": training["steps"]}, indent=1))  # fmt: skip
+
+    from tint_core.report.strips import class_strip  # matplotlib: only when a folder is written
 
     summary = opened.get(labels)["summary"]
     specs = [load_specialization(opened, ref) for ref in specializations]

@@ -10,8 +10,8 @@ from tint_core.data.datasets import FewShotDataset, ImageRecord, canonical_split
 from tint_core.data.episodes import EpisodeSampler
 from tint_core.devices import check_device
 from tint_core.diffusion.config import BackboneConfig as DiffusionBackboneConfig
-from tint_core.fewshot.backbones import check_model_name
 from tint_core.fewshot.config import BackboneConfig
+from tint_core.fewshot.names import check_model_name
 from tint_core.images import ImageReadError
 from tint_core.pipeline.config import DIGITS, BenchmarkConfig, DatasetConfig, DistillAppConfig, TrainBackboneConfig
 from tint_core.pipeline.data import check_support_folder, digits_class_counts

@@ -20,11 +20,11 @@ from tint_core.diffusion import (
     load_backbone,
     specialize,
 )
-from tint_core.diffusion.prompts import ProgressFn
 from tint_core.pipeline.config import GeneratorConfig, generator_method, method_generation
 from tint_core.pipeline.data import load_episode
 from tint_core.pipeline.resources import MODELS, open_store
 from tint_core.pipeline.step import Output, Step
+from tint_core.progress import ProgressFn
 from tint_core.store import ArtifactRef, ArtifactStore, ImageSet
 
 logger = logging.getLogger("tint_core.pipeline")

@@ -13,16 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
-
 from tint_core.diffusion.config import DigitsBackboneConfig
-from tint_core.diffusion.digits_backbone import save_components, train_digits_backbone
-from tint_core.diffusion.prompts import ProgressFn
-from tint_core.diffusion.random_backbones import tiny_tokenizer
 from tint_core.pipeline.data import open_dataset
 from tint_core.pipeline.resources import open_store
 from tint_core.pipeline.step import Output, Step
+from tint_core.progress import ProgressFn
 from tint_core.store import ArtifactRef, ArtifactStore
 
 logger = logging.getLogger("tint_core.pipeline")
@@ -52,6 +47,8 @@ def train_diffusion(store: str, dataset: ArtifactRef, training_config: DigitsBac
     opened = open_store(store)
 
     def compute() -> dict[str, object]:
+        from tint_core.diffusion.digits_backbone import train_digits_backbone  # diffusers: only when training
+
         images, labels, names = open_dataset(opened, dataset).load_split("base", size=image_size)
         components = train_digits_backbone(images, labels, names, training_config, progress)
         parts: dict[str, object] = {
@@ -68,6 +65,12 @@ def train_diffusion(store: str, dataset: ArtifactRef, training_config: DigitsBac
 
 def export_backbone(store: ArtifactStore, ref: ArtifactRef, folder: str | Path) -> Path:
     """Write a trained model as a diffusers checkpoint folder (replacing the folder as a whole, never half-way)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from tint_core.diffusion.digits_backbone import save_components
+    from tint_core.diffusion.random_backbones import tiny_tokenizer
+
     artifact = store.get(ref)
     configs = artifact["configs"]
     unet = UNet2DConditionModel.from_config(configs["unet"])

@@ -19,7 +19,6 @@ import pyarrow as pa
 import torch
 
 from tint_core.evaluation.quality import NO_CLASS
-from tint_core.fewshot.strong_augment import augmented_copies
 from tint_core.images import resize
 from tint_core.pipeline.config import AugmentedSupportsConfig
 from tint_core.pipeline.data import EpisodeData, base_pool, load_episode, real_pool
@@ -82,6 +81,8 @@ def augment_supports(store: str, episode: ArtifactRef, config: AugmentedSupports
         entry = data.classes[label]
 
         def compute(label: int = label) -> dict[str, object]:
+            from tint_core.fewshot.strong_augment import augmented_copies  # torchvision: only when augmenting
+
             supports, labels = data.supports()
             copies, source = augmented_copies(supports[labels == label], images_per_class, config.transforms,
                                               derive_seed(config.seed, entry.supports_digest))  # fmt: skip
