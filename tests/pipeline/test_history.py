@@ -69,3 +69,26 @@ def test_a_series_ignores_the_store_and_where_units_run_and_entries_are_never_ov
     assert read_history(config.store, "no-such-series").num_rows == 0
     with pytest.raises(ValueError, match="bad log path"):
         store.append_log("benchmark-history", "../escape", b"x")
+
+
+def test_a_report_shows_the_trend_of_the_latest_runs_of_a_long_series(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tint_core.pipeline.history import SHOWN_RUNS
+    from tint_core.report import data, figures
+
+    config = demo_config(str(tmp_path / "store"))
+    results = ArtifactRef(store=config.store, key="a" * 64, digest="b" * 64)
+    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    runs = SHOWN_RUNS + 5
+    for day in range(runs):
+        append_history(config.store, config, summary(0.6 + day / 100), results, f"run-{day}", f"nightly-{day}",
+                       start + timedelta(days=day))  # fmt: skip
+    drawn = {}
+    monkeypatch.setattr(figures, "history", lambda when, series: drawn.update(when=when, series=series) or b"png")
+
+    table, plot = data._history(config.store, SimpleNamespace(series=series_id(config)))
+    assert plot == b"png" and table.num_rows == 3 * runs  # the table keeps every run; the picture the latest
+    assert drawn["when"] == [start + timedelta(days=day) for day in range(runs - SHOWN_RUNS, runs)]
+    assert [mean for mean, _ in drawn["series"]["tint"]] == pytest.approx([0.6 + day / 100 for day in range(5, runs)])
+    assert len(history_markdown(table).splitlines()) == 2 + SHOWN_RUNS

@@ -190,7 +190,7 @@ def test_a_rerun_is_recorded_too_and_its_report_shows_the_history(pilot):
     second = runs[1]
     assert second.results == first.results and second.units == first.units  # the same artifacts, reused
     page = Path(first.config.store, "logs", "reports", f"{second.run_id}.html").read_text()
-    assert "Every run of this configuration (2 runs)" in page
+    assert "Every run (2) of this configuration" in page
     assert "<td>specialize</td><td>6</td><td>0</td>" in _section(page, "stages")  # none made by the rerun
     with pytest.raises(RunNotFoundError, match="matches 2 runs"):
         find_run(first.config.store, "")

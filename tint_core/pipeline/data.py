@@ -7,6 +7,7 @@ the files live. Nothing here decodes an image except to load it for a step that 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import posixpath
@@ -384,12 +385,19 @@ def index_support_set(store: str, folder: str, image_size: int | None) -> Artifa
 
 def digits_class_counts(split: str) -> dict[str, int]:
     """Images per class of a split of the bundled digits, without writing them (base 0-4, novel 5-9)."""
-    from sklearn.datasets import load_digits
-
     from tint_core.data.datasets import canonical_split
 
     digits = {"base": DEFAULT_BASE, "novel": DEFAULT_NOVEL}.get(canonical_split(split))
     if digits is None:
         raise ValueError(f"the bundled digits have no {canonical_split(split)!r} split; they have base and novel")
+    counts = _digits_counts()
+    return {str(digit): counts[digit] for digit in digits}
+
+
+@functools.cache
+def _digits_counts() -> dict[int, int]:
+    """Images per digit of scikit-learn's bundled set (read once per process: every run's checks ask)."""
+    from sklearn.datasets import load_digits
+
     targets = load_digits().target
-    return {str(digit): int((targets == digit).sum()) for digit in digits}
+    return {int(digit): int((targets == digit).sum()) for digit in range(10)}

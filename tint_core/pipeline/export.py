@@ -17,10 +17,10 @@ from tint_core.fewshot.config import TeacherConfig
 from tint_core.fewshot.teacher import TeacherClassifier
 from tint_core.pipeline.classify import adapted_teacher, load_distilled
 from tint_core.pipeline.data import EpisodeData, load_episode
-from tint_core.pipeline.resources import open_store
+from tint_core.pipeline.resources import ModelCache, open_store
 from tint_core.pipeline.results import BenchmarkSummary
 from tint_core.pipeline.runs import RunRecord, find_run
-from tint_core.store import ArtifactRef, ArtifactStore
+from tint_core.store import ArtifactRef, ArtifactStore, canonical_json
 
 
 def teacher_model(store: ArtifactStore, setup: TeacherConfig, prepared: ArtifactRef | None, episode: EpisodeData
@@ -45,16 +45,28 @@ def check_choice(record: RunRecord, method: str, episode: str | None) -> str:
     return episode
 
 
+# The same models measured once per process: a long-lived process renders the report of unchanged runs again and again.
+_COSTS = ModelCache(capacity=8)
+
+
 def run_costs(record: RunRecord, repeats: int = 10, batch: int = 64) -> tuple[ModelCost, ModelCost]:
     """The size and torch CPU speed of the run's student and teacher (every method's student shares one
     architecture: the first episode's is measured; the teacher is adapted to that episode)."""
     opened = open_store(record.config.store)
     episode = first_episode(record)
-    data = load_episode(opened, record.episodes[episode])
-    student = load_distilled(opened, next(iter(record.students[episode].values()))).eval()
-    teacher = teacher_model(opened, record.config.teacher.model, record.backbones.get("teacher"), data)
-    return (measure_cost(student, student.extractor.input_size, repeats, batch),
-            measure_cost(teacher.module, teacher.input_size, repeats, batch))  # fmt: skip
+    student_ref, teacher_ref = next(iter(record.students[episode].values())), record.backbones.get("teacher")
+
+    def measure() -> tuple[ModelCost, ModelCost]:
+        data = load_episode(opened, record.episodes[episode])
+        student = load_distilled(opened, student_ref).eval()
+        teacher = teacher_model(opened, record.config.teacher.model, teacher_ref, data)
+        return (measure_cost(student, student.extractor.input_size, repeats, batch),
+                measure_cost(teacher.module, teacher.input_size, repeats, batch))  # fmt: skip
+
+    models = canonical_json([student_ref.model_dump(mode="json"), teacher_ref and teacher_ref.model_dump(mode="json"),
+                             record.config.teacher.model.model_dump(mode="json"), record.episodes[episode].digest,
+                             repeats, batch])  # fmt: skip
+    return _COSTS.get(models, measure)
 
 
 def export_run_student(store: str, run: str, method: str, output: str | Path, episode: str | None = None,

@@ -27,6 +27,8 @@ SCHEMA = pa.schema([
     ("gain_half_width", pa.float64()), ("episodes", pa.int64()), ("results_key", pa.string()),
 ])  # fmt: skip
 
+SHOWN_RUNS = 20  # the trend a report shows: the latest runs (a nightly schedule makes hundreds)
+
 
 def series_id(config: BenchmarkConfig) -> str:
     """What makes runs comparable: the configuration without its store and execution settings (16 hex digits)."""
@@ -66,7 +68,7 @@ def read_history(store: str, series: str) -> pa.Table:
     return pa.concat_tables(tables).sort_by("time") if tables else SCHEMA.empty_table()
 
 
-def history_markdown(history: pa.Table, last: int = 20) -> str:
+def history_markdown(history: pa.Table, last: int = SHOWN_RUNS) -> str:
     """The trend per method: one row per run (the ``last`` runs), one column per method, mean ± half width."""
     rows = history.to_pylist()
     runs = list(dict.fromkeys((row["time"], row["run_name"]) for row in rows))[-last:]

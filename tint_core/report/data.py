@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -11,13 +12,22 @@ import pyarrow as pa
 from tint_core.export.measure import ModelCost
 from tint_core.pipeline.data import load_episode
 from tint_core.pipeline.export import run_costs
-from tint_core.pipeline.history import read_history
-from tint_core.pipeline.resources import open_store
+from tint_core.pipeline.history import SHOWN_RUNS, read_history
+from tint_core.pipeline.resources import ModelCache, open_store
 from tint_core.pipeline.results import BenchmarkSummary
 from tint_core.pipeline.runs import RunRecord
 from tint_core.report import figures
 from tint_core.report.strips import class_strip
 from tint_core.store import ArtifactRef, ArtifactStore
+
+# Pictures drawn in this process, by what they show: a long-lived process (a worker, a schedule's reruns) renders the
+# report of unchanged results again and again, and drawing them was most of a cached rerun's time.
+_PICTURES = ModelCache(capacity=32)
+
+
+def _drawn(draw: Callable[..., bytes], *data: object) -> bytes:
+    """``draw(*data)``, drawn once per process for the same data (in order: a method's colour follows it)."""
+    return _PICTURES.get((draw.__name__, json.dumps(data, default=repr)), lambda: draw(*data))
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ def _quality(summary: BenchmarkSummary) -> bytes | None:
     """Precision against recall of each method's images (mean ± 95% interval over episodes)."""
     points = {method: (result.precision, result.recall) for method, result in summary.ordered()
               if result.precision is not None and result.recall is not None}  # fmt: skip
-    return figures.precision_recall(points) if points else None
+    return _drawn(figures.precision_recall, points) if points else None
 
 
 def _curves(store: ArtifactStore, record: RunRecord) -> bytes | None:
@@ -139,7 +149,7 @@ def _curves(store: ArtifactStore, record: RunRecord) -> bytes | None:
         method: {metric: [sum(epoch) / len(epoch) for epoch in zip(*runs, strict=False)] for metric, runs in metrics.items()}
         for method, metrics in by_method.items()
     }  # fmt: skip
-    return figures.curves(means)
+    return _drawn(figures.curves, means)
 
 
 def _history(store: str, record: RunRecord) -> tuple[pa.Table | None, bytes | None]:
@@ -147,11 +157,11 @@ def _history(store: str, record: RunRecord) -> tuple[pa.Table | None, bytes | No
     if table.num_rows == 0:
         return None, None
     rows = table.to_pylist()
-    runs = sorted({row["time"] for row in rows})
+    runs = sorted({row["time"] for row in rows})[-SHOWN_RUNS:]
     methods = list(dict.fromkeys(row["method"] for row in rows))
     points = {(row["time"], row["method"]): (row["accuracy"], row["half_width"]) for row in rows}
     series = {method: [points.get((run, method)) for run in runs] for method in methods}
-    return table, figures.history(runs, series)
+    return table, _drawn(figures.history, runs, series)
 
 
 def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
@@ -163,7 +173,7 @@ def collect_report(record: RunRecord, with_history: bool = True) -> RunReport:
     report.curves = _curves(store, record)
     report.quality = _quality(summary)
     report.stage_times, report.unit_times = _timings(store, record)
-    report.times = figures.stage_times({stage.stage: stage.seconds for stage in report.stage_times})
+    report.times = _drawn(figures.stage_times, {stage.stage: stage.seconds for stage in report.stage_times})
     if with_history:
         report.history, report.history_plot = _history(record.config.store, record)
     try:

@@ -7,7 +7,7 @@ import html
 
 from tint_core.export.card import count_text
 from tint_core.export.measure import ModelCost
-from tint_core.pipeline.history import history_markdown
+from tint_core.pipeline.history import SHOWN_RUNS, history_markdown
 from tint_core.pipeline.results import points_text, summary_markdown, summary_rows, verdict
 from tint_core.report.data import RunReport
 
@@ -159,7 +159,8 @@ def to_html(report: RunReport) -> str:
                   _table(["episode", "classes", "compute seconds"], _unit_rows(report), "units")]  # fmt: skip
     if report.history_plot:
         runs = len(set(report.history.column("run_id").to_pylist()))
-        parts += ["<h2>History</h2>", f"<p>Every run of this configuration ({runs} runs), mean ± 95% interval.</p>",
+        shown = f"The latest {SHOWN_RUNS} of the {runs} runs" if runs > SHOWN_RUNS else f"Every run ({runs})"
+        parts += ["<h2>History</h2>", f"<p>{shown} of this configuration, mean ± 95% interval.</p>",
                   _image(report.history_plot, "accuracy per method over runs")]  # fmt: skip
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
