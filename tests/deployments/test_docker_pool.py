@@ -281,7 +281,8 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
     with api(compose_cluster), get_client(sync_client=True) as client:
         client.update_work_pool("tint-gpu", WorkPoolUpdate(base_job_template=_docker_pool_template(compose_cluster)))
         assert client.read_work_pool("tint-gpu").type == "docker"
-    config = small_config(f"{compose_cluster.store}/docker", execution=ExecutionConfig(fan_out="deployments"))
+    config = small_config(f"{compose_cluster.store}/docker", methods=["supports_only", "tint"],
+                          execution=ExecutionConfig(fan_out="deployments"))  # fmt: skip
     with api(compose_cluster):
         first, seconds = trigger(config)
         assert first.state.is_completed(), first.state
