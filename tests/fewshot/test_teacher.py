@@ -50,7 +50,9 @@ def test_queries_before_supports_and_bad_labels_are_errors():
 
 
 def test_finetuning_lowers_the_support_loss_and_is_seeded():
-    supports, labels = torch.rand(6, 3, 16, 16), torch.tensor([0, 0, 1, 1, 2, 2])
+    # Seeded images: from the global RNG, what earlier tests drew decided whether 15 steps could lower the loss.
+    supports = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
     config = TeacherConfig(finetune_steps=15, finetune_lr=1e-2, seed=4,
                            finetune_augment=recipe.DIGITS_AUGMENT)
     first, second = _tiny_teacher(), _tiny_teacher()
