@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ def s3_env():
         yield env
     server.stop()
 
+
+
+@pytest.fixture(autouse=True)
+def _forget_s3_filesystems():
+    """After every test (and after its monkeypatch has put the environment back): s3fs keeps a filesystem per process,
+    thread and arguments, its client bound to the endpoint AWS_ENDPOINT_URL named when it first connected. A test that
+    pointed it at a proxy of its own (the flaky-S3 and request-counting tests) must not leave a later test of this
+    process one that talks to the closed proxy (seen: "Could not connect to the endpoint URL" in the next S3 test)."""
+    yield
+    if "s3fs" in sys.modules:
+        sys.modules["s3fs"].S3FileSystem.clear_instance_cache()
 
 @functools.cache
 def _s3_client(endpoint: str):
