@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 
+# One torch thread in every process the tests start (servers, workers, flow runs, main jobs), set before torch loads:
+# on two cores, several processes each with a thread per core spin against each other. Measured: three processes of
+# 80 textual-inversion steps on the tiny backbone took 6 s each with one thread, 50–120 s with two. The tests' own
+# process computes with one thread as well (tests/pipeline/helpers.py), so digests agree across them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tests.figures import FIGURES
 from tint_core.data import FewShotDataset, write_digits_dataset
 from tint_core.fewshot import digits_recipe as recipe
