@@ -1,6 +1,10 @@
 """The main job's own process SIGKILLed at random moments (seeded trials), then run again: the rerun completes with
 the undisturbed run's artifacts, digest for digest; what was complete before the rerun is reused, not remade; the
-store verifies; no process of the killed command is left (its embedded server ends with it)."""
+store verifies; no process of the killed command is left (its embedded server ends with it).
+
+The killed runs are ``tint benchmark`` processes; the reruns are the same flow in this process (on the session's
+Prefect server), which costs a run's computation rather than a process's start-up (the processes compute with one
+torch thread, as this one does: tests/conftest.py)."""
 
 import os
 import random
@@ -11,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import content_digests, small_config
+from flows.benchmark import benchmark
+from tests.pipeline.helpers import content_digests, run_flow, small_config
 from tests.pipeline.test_stopping import _alive, _descendants
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
 
 REPO = Path(__file__).parents[2]
 TRIALS = 5
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def _main_job(config_path: Path, home: Path) -> subprocess.Popen:
@@ -62,10 +67,9 @@ def test_the_main_job_killed_at_a_random_moment_reruns_to_the_undisturbed_artifa
     assert store.verify(quarantine=False).ok  # nothing partial or corrupt is visible
     before = {manifest.key: manifest.created for manifest in store.list()}
 
-    rerun = _main_job(tmp_path / "config.yaml", tmp_path / "home")
-    _, stderr = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, (f"killed at {delay:.1f} s", stderr[-3000:])
+    run_flow(benchmark, config=config)  # raises if the rerun does not complete
     after = {manifest.key: manifest.created for manifest in store.list()}
     assert {key: after[key] for key in before} == before  # complete artifacts were reused, not remade
-    assert content_digests(config.store) == digests and find_run(config.store).results.digest == results
+    assert content_digests(config.store) == digests, f"killed at {delay:.1f} s"
+    assert find_run(config.store).results.digest == results
     assert store.verify(quarantine=False).ok
