@@ -24,19 +24,19 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 
 import docker
-from flows.benchmark import benchmark
 from flows.records import read_task_runs
 from tests.conftest import make_bucket
-from tests.deployments.conftest import REPO, _free_port
+from tests.deployments.conftest import BIN, REPO, _free_port
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
 from tests.docker_daemon import CACHE, Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
 from tests.figures import FIGURES
-from tests.pipeline.helpers import content_digests, run_flow, small_config
+from tests.pipeline.helpers import content_digests, small_config
 from tint_core.pipeline.config import ExecutionConfig
 from tint_core.store import ArtifactStore
 
@@ -273,7 +273,7 @@ def _docker_pool_template(cluster: ComposeCluster) -> dict:
 
 
 def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_the_image_and_the_main_jobs_digests(
-        compose_cluster, dockerd):  # fmt: skip
+        compose_cluster, dockerd, tmp_path):  # fmt: skip
     services = compose_cluster.services(dockerd)
     assert services["setup"][0].attrs["State"]["ExitCode"] == 0
     assert all(services[name][0].status == "running" for name in ("database", "server", "cpu-worker",
@@ -291,12 +291,17 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         second, second_seconds = trigger(config)
         assert second.state.is_completed(), second.state
         again, second_tasks = unit_runs(second), read_task_runs(second.id)
-    # The reference: the same configuration with its units as tasks of the benchmark, run in this process and recorded
-    # on the compose cluster's server. Every process here computes with one torch thread (tests/conftest.py; the
-    # containers are given it too), since digests depend on the thread count.
+    # The reference: the main job in a process of its own on this machine, recording its runs on the compose cluster's
+    # server (not in this process: its Prefect clients would outlive the cluster). Every process here computes with
+    # one torch thread (tests/conftest.py; the containers are given it too), since digests depend on the thread count.
     reference = config.updated(store=f"{compose_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
-    with api(compose_cluster):
-        run_flow(benchmark, config=reference)
+    config_file = tmp_path / "reference.yaml"
+    config_file.write_text(yaml.safe_dump(reference.model_dump(mode="json")))
+    main_env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+    main_env |= {"PREFECT_API_URL": compose_cluster.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=main_env,
+                              capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert main_job.returncode == 0, main_job.stdout[-3000:] + main_job.stderr[-3000:]
     # The benchmark ran on the compose file's CPU worker; one unit per episode, each in its own container of the
     # image, started by the compose file's docker worker and labelled with its flow run.
     assert first.work_pool_name == "tint-cpu"
