@@ -154,12 +154,13 @@ def pytest_terminal_summary(terminalreporter):
 # workers finish close together. (A worker is handed its next file when two tests of its current one are left: the
 # image's file, two tests, brings the UI's along.) Measured on 2 busy cores, in minutes.
 LONGEST_FIRST = (
-    "tests/deployments/test_work_pools.py",  # 20: a cluster on PostgreSQL; workers and its server killed mid-run
-    "tests/deployments/test_docker_pool.py",  # 17: the worker image built; compose up; units in containers
+    "tests/deployments/test_work_pools.py",  # 18: a cluster on PostgreSQL; workers and its server killed mid-run
+    "tests/deployments/test_docker_pool.py",  # 15: the worker image built; compose up; units in containers
+    "tests/pipeline/test_soak.py",  # 9: 120 runs
     "tests/deployments/test_prefect_ui.py",  # 8: a cluster; two runs from the UI's form
-    "tests/pipeline/test_killed_main_job.py",  # 15: five seeded kills of the main job, each rerun
+    "tests/pipeline/test_main_job.py",  # 6
+    "tests/pipeline/test_killed_main_job.py",  # 6: five seeded kills of the main job, each rerun
     "tests/pipeline/test_stopping.py",  # 6
-    "tests/pipeline/test_soak.py",  # 6: 120 runs
     "tests/pipeline/test_benchmark_caching.py",  # 5
 )
 

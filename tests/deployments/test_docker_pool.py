@@ -261,12 +261,14 @@ def compose_cluster(s3_env, dockerd, worker_image, postgres_image, tmp_path_fact
 def _docker_pool_template(cluster: ComposeCluster) -> dict:
     """deployments/pools/docker.json with this machine's values, as a user sets them for their hosts: the image built
     here (never pulled), the host's network (no bridge here), no GPU request, no models volume, the store's endpoint
-    and credentials, and containers kept after the run so that the test can look at them."""
+    and credentials, the tests' one torch thread, and containers kept after the run so that the test can look at
+    them."""
     template = json.loads((REPO / "deployments" / "pools" / "docker.json").read_text())
     variables = template["variables"]["properties"]
     for name, value in {"image": IMAGE, "image_pull_policy": "Never", "network_mode": "host", "device_requests": [],
                         "volumes": [], "auto_remove": False,
-                        "env": {**variables["env"]["default"], **cluster.env}}.items():  # fmt: skip
+                        "env": {**variables["env"]["default"], **cluster.env,
+                                "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}}.items():  # fmt: skip
         variables[name]["default"] = value
     return template
 
@@ -290,14 +292,13 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         second, second_seconds = trigger(config)
         assert second.state.is_completed(), second.state
         again, second_tasks = unit_runs(second), read_task_runs(second.id)
-    # The reference: the main job in a process of its own on this machine, with torch's default threads as the
-    # containers have them (this test process computes with one thread: tests/pipeline/helpers.py, and digests
-    # depend on it), recording its runs on the compose cluster's server.
+    # The reference: the main job in a process of its own on this machine, recording its runs on the compose cluster's
+    # server. It computes with one torch thread, as the containers do (tests/conftest.py; compose passes
+    # OMP_NUM_THREADS on to its workers, the pool's template above to the units): digests depend on the thread count.
     reference = config.updated(store=f"{compose_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
     config_file = tmp_path / "reference.yaml"
     config_file.write_text(yaml.safe_dump(reference.model_dump(mode="json")))
-    main_env = {name: value for name, value in os.environ.items()
-                if not name.startswith("PREFECT_") and name != "OMP_NUM_THREADS"}  # as in the containers
+    main_env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     main_env |= {"PREFECT_API_URL": compose_cluster.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=main_env,
                               capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
