@@ -160,6 +160,22 @@ def stoppable(function: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(function)
     def body(*args: P.args, **kwargs: P.kwargs) -> R:
         with stop_on_signals():
-            return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                if not stopped():
+                    raise
+                # A stopped step's StopRequested reached the body in place of the signal's own unwinding (seen: the
+                # main job's Ctrl-C, the interrupt lost in a wait, left its run Failed): raise what the signal raises,
+                # so that Prefect records the run as Crashed, not as a failure of its work.
+                raise _unwinding(stop_signal()) from error
 
     return body
+
+
+def _unwinding(signum: int | None) -> BaseException:
+    """What a stop signal raises in a flow's body: KeyboardInterrupt for SIGINT, Prefect's TerminationSignal for
+    SIGTERM (its flow engine's own handler raises that)."""
+    from prefect.exceptions import TerminationSignal
+
+    return KeyboardInterrupt() if signum == signal.SIGINT else TerminationSignal(signal=signal.SIGTERM)

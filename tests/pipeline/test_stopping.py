@@ -183,3 +183,42 @@ def test_a_flow_runs_own_process_stops_on_sigterm(prefect_server, tmp_path, supp
     stopped = [run for run in runs if run.parameters.get("config", {}).get("store") == config.store]
     assert [run.state.type.value for run in stopped] == ["CRASHED"]
     assert ArtifactStore(config.store).verify().ok and not ArtifactStore(config.store).list(step="distill")
+
+
+FLOW_LOSING_ITS_INTERRUPT = """
+import os, sys, time
+from prefect import flow
+from flows.stopping import stoppable
+from tint_core.stopping import check_stop
+
+@flow(name=sys.argv[1])
+@stoppable
+def losing_its_interrupt() -> None:
+    try:
+        os.kill(os.getpid(), int(sys.argv[2]))
+        time.sleep(30)
+    except BaseException:
+        pass  # the signal's KeyboardInterrupt or TerminationSignal lost on its way, as in a wait inside a library
+    check_stop()  # what reaches the body instead: a stopped step's StopRequested
+
+losing_its_interrupt()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_runs_state_is_crashed_even_when_a_steps_stop_error_reaches_the_flow_first(prefect_server, tmp_path,
+                                                                                            started, signum):  # fmt: skip
+    """Seen once in the main job's Ctrl-C test: the interrupt was lost and the run ended Failed on a step's
+    StopRequested. A stop is a crash of the run, whichever error reaches the flow's body first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.settings import PREFECT_API_URL
+
+    name = f"losing-its-interrupt-{signum.name.lower()}-{tmp_path.name}"
+    env = _env(tmp_path / "home", PREFECT_API_URL=PREFECT_API_URL.value())
+    process = started([sys.executable, "-c", FLOW_LOSING_ITS_INTERRUPT, name, str(int(signum))], env, session=False)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr[-2000:]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
+    assert [run.state.type.value for run in runs] == ["CRASHED"], [(run.state.type, run.state.message) for run in runs]
