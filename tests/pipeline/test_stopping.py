@@ -186,7 +186,9 @@ def test_a_flow_runs_own_process_stops_on_sigterm(prefect_server, tmp_path, supp
 
 
 FLOW_LOSING_ITS_INTERRUPT = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a pytest-xdist worker ignores SIGINT,
+                                                          # and its children inherit that
 from prefect import flow
 from flows.stopping import stoppable
 from tint_core.stopping import check_stop
