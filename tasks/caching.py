@@ -110,15 +110,17 @@ class StoredArtifacts(CachePolicy):
         return key
 
 
-def store_records(store: str) -> Path | str:
+def store_records(store: str) -> Path | RemoteFileSystem:
     """Result storage for the cache records of steps writing to ``store``: ``<store>/prefect-records``.
 
     A local store gives a path; a remote one a ``RemoteFileSystem`` block saved under a name derived from the URL
     (Prefect accepts only saved blocks as result storage), with credentials from the environment as for the store.
+    The saved block itself is returned, not its slug: Prefect would load a slug from the server again for every task
+    run.
     """
     url = display_url(store)
     if "://" not in url:
         return Path(url) / RECORDS
-    name = f"tint-records-{sha256_hex(url.encode())[:16]}"
-    RemoteFileSystem(basepath=f"{url}/{RECORDS}").save(name, overwrite=True)
-    return f"remote-file-system/{name}"
+    block = RemoteFileSystem(basepath=f"{url}/{RECORDS}")
+    block.save(f"tint-records-{sha256_hex(url.encode())[:16]}", overwrite=True)
+    return block
