@@ -2,14 +2,13 @@
 (everything up to the teacher's labels shared, other students). All complete; every artifact exists once and
 verifies; every run has its record and its history entry."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import small_config
+from tests.pipeline.helpers import own_home_env, small_config
 from tint_core.pipeline.history import read_history, series_id
 from tint_core.pipeline.runs import list_runs
 from tint_core.store import ArtifactStore
@@ -26,8 +25,7 @@ def test_three_benchmarks_at_once_on_one_store(tmp_path):
     processes = {}
     for name, config in configs.items():
         config.to_yaml(tmp_path / f"{name}.yaml")
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-        env |= {"PREFECT_HOME": str(tmp_path / f"home-{name}"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = own_home_env(tmp_path / f"home-{name}")
         processes[name] = subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(tmp_path / f"{name}.yaml")],
                                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}

@@ -6,7 +6,6 @@ The killed runs are ``tint benchmark`` processes; the reruns are the same flow i
 Prefect server), which costs a run's computation rather than a process's start-up (the processes compute with one
 torch thread, as this one does: tests/conftest.py)."""
 
-import os
 import random
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows.benchmark import benchmark
-from tests.pipeline.helpers import content_digests, run_flow, small_config
+from tests.pipeline.helpers import content_digests, own_home_env, run_flow, small_config
 from tests.pipeline.test_stopping import _alive, _descendants
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
@@ -27,9 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def _main_job(config_path: Path, home: Path) -> subprocess.Popen:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(config_path)], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(config_path)], cwd=REPO,
+                            env=own_home_env(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
 

@@ -1,6 +1,5 @@
 """The main job as a user runs it (a process with its own Prefect home), and the flow on S3."""
 
-import os
 import re
 import secrets
 import sqlite3
@@ -12,18 +11,18 @@ import pytest
 
 from flows.benchmark import benchmark
 from tests.conftest import files_under, read_bucket, secret_leaks
-from tests.pipeline.helpers import run_flow, small_config, timings
+from tests.pipeline.helpers import own_home_env, run_flow, small_config, timings
 from tint_core.store import ArtifactStore
 
 REPO = Path(__file__).parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_main_job(config_path: Path, home: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``tint benchmark CONFIG`` (as ``python -m flows.cli``) in a fresh Prefect home (its own ephemeral server), as a
-    user would."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra_env or {})}
+def run_main_job(config_path: Path, home: Path, extra_env: dict[str, str] | None = None, *,
+                 migrated: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
+    """``tint benchmark CONFIG`` (as ``python -m flows.cli``) in a Prefect home of its own (its own ephemeral server),
+    as a user would; ``migrated=False``: a home as the first run finds it (``own_home_env``)."""
+    env = own_home_env(home, migrated=migrated, **(extra_env or {}))
     return subprocess.run([sys.executable, "-m", "flows.cli", "benchmark", str(config_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
 
@@ -40,7 +39,7 @@ def recorded(stdout: str) -> tuple[int, int]:
 def test_every_task_run_of_the_main_job_is_recorded_before_it_exits(tmp_path):
     config = small_config(str(tmp_path / "store"))
     config.to_yaml(tmp_path / "config.yaml")
-    result = run_main_job(tmp_path / "config.yaml", tmp_path / "home")
+    result = run_main_job(tmp_path / "config.yaml", tmp_path / "home", migrated=False)  # a first run, as the README's
     assert result.returncode == 0, result.stderr[-3000:]
     total, cached = recorded(result.stdout)
     assert total == 44 and cached == 0

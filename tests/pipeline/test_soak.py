@@ -3,7 +3,6 @@ reruns would be. The server's and the flow process's memory and open files are r
 growth must stay bounded and no run may fail. The figures and a plot are written for docs/reliability.md."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from tests.browser import ARTIFACTS
 from tests.deployments.conftest import BIN, REPO, _free_port, _stop, _wait_healthy
-from tests.pipeline.helpers import timings
+from tests.pipeline.helpers import own_home_env, timings
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.slow
@@ -51,8 +50,7 @@ def _plot(samples: list[dict], path: Path) -> None:
 @pytest.mark.timeout(1200)
 def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_nothing(tmp_path):
     home, port = tmp_path / "home", _free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = own_home_env(home)
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     api_url, store, measured = f"http://127.0.0.1:{port}/api", str(tmp_path / "store"), tmp_path / "samples.json"

@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import app_config, small_config
+from tests.pipeline.helpers import app_config, own_home_env, small_config
 from tint_core.store import ArtifactStore
 
 REPO = Path(__file__).parents[2]
 STOP_WITHIN = 15.0  # seconds from the signal to the process's exit: the flows' grace is 10 s, most stop in 3-5
 pytestmark = pytest.mark.slow
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    return env | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
 
 
 def _descendants(pid: int) -> set[int]:
@@ -109,7 +104,7 @@ def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(tmp_p
     config.to_yaml(tmp_path / "app.yaml")
     command = [sys.executable, "-m", "flows.cli", "distill", str(support_folder), str(tmp_path / "student"),
                "--config", str(tmp_path / "app.yaml")]  # fmt: skip
-    process = started(command, _env(tmp_path / "home"))
+    process = started(command, own_home_env(tmp_path / "home"))
     _wait_for_step(process, config.store, "label")  # the student is distilling: a million steps
     seconds, stderr, below = _stop(process, signal.SIGTERM, group=False)
     assert seconds < STOP_WITHIN and process.returncode == 143, (seconds, process.returncode, stderr[-2000:])
@@ -120,7 +115,7 @@ def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(tmp_p
     assert store.verify().ok and not store.list(step="distill") and not (tmp_path / "student").exists()
     finished = _made(config.store, ("supports", "specialize", "generate", "label"))
 
-    again = subprocess.run([*command, "--set", "student.training.steps=2"], cwd=REPO, env=_env(tmp_path / "home"),
+    again = subprocess.run([*command, "--set", "student.training.steps=2"], cwd=REPO, env=own_home_env(tmp_path / "home"),
                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert _made(config.store, ("supports", "specialize", "generate", "label")) == finished  # reused, not redone
@@ -132,7 +127,7 @@ def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
     config = small_config(str(tmp_path / "store")).with_overrides(["student.training.steps=1000000"])
     config.to_yaml(tmp_path / "config.yaml")
     command = [sys.executable, "-m", "flows.cli", "benchmark", str(tmp_path / "config.yaml")]
-    process = started(command, _env(tmp_path / "home"))
+    process = started(command, own_home_env(tmp_path / "home"))
     _wait_for_step(process, config.store, "backbone", count=2)  # then a million-step student holds the CPU
     seconds, stderr, below = _stop(process, signal.SIGINT, group=True)  # what a terminal's Ctrl-C sends
     assert seconds < STOP_WITHIN and process.returncode == 130, (seconds, process.returncode, stderr[-2000:])
@@ -142,7 +137,7 @@ def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
     assert ArtifactStore(config.store).verify().ok
     finished = _made(config.store, ("dataset", "episode", "backbone", "specialize", "generate"))
 
-    again = subprocess.run([*command, "--set", "student.training.steps=3"], cwd=REPO, env=_env(tmp_path / "home"),
+    again = subprocess.run([*command, "--set", "student.training.steps=3"], cwd=REPO, env=own_home_env(tmp_path / "home"),
                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     cached = int(again.stdout.split(" task runs recorded by Prefect (")[1].split(" cached")[0])
@@ -171,7 +166,7 @@ def test_a_flow_runs_own_process_stops_on_sigterm(prefect_server, tmp_path, supp
 
     config = app_config(tmp_path, support_folder).with_overrides(["student.training.steps=1000000"])
     config.to_yaml(tmp_path / "app.yaml")
-    env = _env(tmp_path / "home", PREFECT_API_URL=PREFECT_API_URL.value())
+    env = own_home_env(tmp_path / "home", migrated=False, PREFECT_API_URL=PREFECT_API_URL.value())
     process = started([sys.executable, "-c", FLOW_PROCESS, str(tmp_path / "app.yaml")], env, session=False)
     _wait_for_step(process, config.store, "label")
     sent = time.monotonic()
@@ -217,7 +212,7 @@ def test_a_stopped_runs_state_is_crashed_even_when_a_steps_stop_error_reaches_th
     from prefect.settings import PREFECT_API_URL
 
     name = f"losing-its-interrupt-{signum.name.lower()}-{tmp_path.name}"
-    env = _env(tmp_path / "home", PREFECT_API_URL=PREFECT_API_URL.value())
+    env = own_home_env(tmp_path / "home", migrated=False, PREFECT_API_URL=PREFECT_API_URL.value())
     process = started([sys.executable, "-c", FLOW_LOSING_ITS_INTERRUPT, name, str(int(signum))], env, session=False)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0, stderr[-2000:]
