@@ -8,6 +8,7 @@ from PIL import Image
 from tint_core.data import write_digits_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no "database is locked" telemetry noise
+os.environ.setdefault("PREFECT_UI_ENABLED", "false")  # no browser opens the harness's UI; serving it costs ~5 s of CPU
 
 
 @pytest.fixture
