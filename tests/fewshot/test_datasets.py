@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from tint_core.data import FewShotDataset, load_images, write_digits_dataset
+from tint_core.data.digits import DIGITS_PER_CLASS
 from tint_core.images import ImageReadError, load_image
 
 REPO = Path(__file__).parents[2]
@@ -111,6 +112,9 @@ def test_digits_converter_writes_the_real_bundled_digits(digits):
     assert digits.classes("base") == ["0", "1", "2", "3", "4"]
     assert digits.classes("novel") == ["5", "6", "7", "8", "9"]
     assert sum(digits.class_counts("base").values()) + sum(digits.class_counts("novel").values()) == 1797
+    # The counts the configuration checks use without loading scikit-learn are the written ones.
+    assert {**digits.class_counts("base"), **digits.class_counts("novel")} == {
+        str(digit): count for digit, count in DIGITS_PER_CLASS.items()}  # fmt: skip
     images, _ = digits.load(digits.paths("novel", "7")[:3])
     assert images.shape == (3, 3, 16, 16) and float(images.max()) > 0.9  # bright ink on black
 

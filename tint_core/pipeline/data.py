@@ -7,7 +7,6 @@ the files live. Nothing here decodes an image except to load it for a step that 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import posixpath
@@ -19,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tint_core.data.datasets import IMAGE_SUFFIXES, FewShotDataset, ImageRecord, check_class_name, load_images
-from tint_core.data.digits import DEFAULT_BASE, DEFAULT_NOVEL, write_digits_dataset
+from tint_core.data.digits import DEFAULT_BASE, DEFAULT_NOVEL, DIGITS_PER_CLASS, write_digits_dataset
 from tint_core.data.episodes import EpisodeSampler
 from tint_core.images import load_image
 from tint_core.pipeline.config import DIGITS, DatasetConfig, EpisodeConfig
@@ -33,8 +32,8 @@ logger = logging.getLogger("tint_core.pipeline")
 DATASET = Step("dataset", 1)
 EPISODE = Step("episode", 1)
 SUPPORTS = Step("supports", 1)
-DIGITS_COMPLETE = "_COMPLETE"
-ROLES = {"support": "supports", "query": "queries"}  # an image's role in the stored table → its EpisodeClass field  # written last into the digits folder: the folder is whole iff it exists
+DIGITS_COMPLETE = "_COMPLETE"  # written last into the digits folder: the folder is whole iff it exists
+ROLES = {"support": "supports", "query": "queries"}  # an image's role in the stored table → its EpisodeClass field
 
 
 class ImageFile(BaseModel):
@@ -390,14 +389,4 @@ def digits_class_counts(split: str) -> dict[str, int]:
     digits = {"base": DEFAULT_BASE, "novel": DEFAULT_NOVEL}.get(canonical_split(split))
     if digits is None:
         raise ValueError(f"the bundled digits have no {canonical_split(split)!r} split; they have base and novel")
-    counts = _digits_counts()
-    return {str(digit): counts[digit] for digit in digits}
-
-
-@functools.cache
-def _digits_counts() -> dict[int, int]:
-    """Images per digit of scikit-learn's bundled set (read once per process: every run's checks ask)."""
-    from sklearn.datasets import load_digits
-
-    targets = load_digits().target
-    return {int(digit): int((targets == digit).sum()) for digit in range(10)}
+    return {str(digit): DIGITS_PER_CLASS[digit] for digit in digits}
