@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# torch/torchvision are named first and exactly so that pip takes the pair served from local disk.
+# torch/torchvision are named first and exactly so that pip takes the pair served from local disk. The rest comes
+# through uv, which leaves that torch in place (the project's range admits it): it downloads and installs in
+# parallel, 29 s against pip's 149 s for the same set here.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip uv
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e ".[dev]"
 	touch $@
 
 # The main job: the benchmark flow on embedded defaults (digits, tiny backbone, local store, ephemeral Prefect).
