@@ -1,8 +1,7 @@
 """A throw-away Docker daemon for the worker-image tests: ``dockerd`` with no bridge network and no iptables rules
 (containers run on the host's network only, so all they reach is on 127.0.0.1), its data, state and socket in a
-temporary folder, stopped and deleted afterwards. And a base image with Python made from Debian's packages by
-``debootstrap``, since no image registry can be reached: cached between runs on one machine (a finished, renamed
-tarball is all that is reused)."""
+temporary folder, stopped and deleted afterwards. And the base image with Python that ``tests/debian_base.py`` makes
+from Debian's packages, imported into it."""
 
 import os
 import shutil
@@ -18,19 +17,14 @@ from pathlib import Path
 import requests
 
 import docker
+from tests.debian_base import DockerUnavailable, debian_rootfs_tarball
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tint-tests"
 DEBIAN_BASE = "tint-test/debian-python:bookworm"
-DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 
 
 # The daemon and the builds and containers it starts yield the cores and the disk to the rest of the suite, which
 # runs beside it: a 6.6 GiB image build at normal priority made the main job's embedded server miss its start.
 _LOW_PRIORITY = ["nice", "-n", "10", *(["ionice", "-c2", "-n7"] if shutil.which("ionice") else [])]
-
-
-class DockerUnavailable(RuntimeError):
-    """Docker cannot run on this machine; the message says why and what would fix it."""
 
 
 @dataclass(frozen=True)
@@ -96,32 +90,11 @@ def _unmount_under(folder: Path) -> None:
         subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
 
 
-def _debian_rootfs_tarball() -> Path:
-    """Debian bookworm (minbase) with Python, as a tarball: made once per machine by debootstrap, then reused."""
-    tarball = CACHE / f"debian-bookworm-minbase-{'-'.join(DEBIAN_PACKAGES)}.tar"
-    if tarball.exists():
-        return tarball
-    if shutil.which("debootstrap") is None:
-        raise DockerUnavailable("debootstrap is not installed (Debian: apt-get install debootstrap)")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE) as work:
-        root = Path(work) / "root"
-        made = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}",
-                               "bookworm", str(root), "http://deb.debian.org/debian"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        if made.returncode != 0:
-            raise DockerUnavailable(f"debootstrap failed: {made.stdout[-1500:]}{made.stderr[-1500:]}")
-        partial = Path(work) / "root.tar"
-        subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
-        os.replace(partial, tarball)  # only a whole tarball ever has the cached name
-    return tarball
-
-
 def debian_base_image(daemon: Dockerd) -> tuple[str, float]:
     """Import the Debian base into ``daemon`` as DEBIAN_BASE; returns its tag and the seconds it took (debootstrap
-    included when the cache was empty)."""
+    included when the cache was empty, or the wait for another process making it)."""
     started = time.perf_counter()
     repository, tag = DEBIAN_BASE.split(":")
-    daemon.client.api.import_image_from_file(str(_debian_rootfs_tarball()), repository=repository, tag=tag,
+    daemon.client.api.import_image_from_file(str(debian_rootfs_tarball()), repository=repository, tag=tag,
                                              changes=['CMD ["/bin/bash"]'])  # fmt: skip
     return DEBIAN_BASE, time.perf_counter() - started

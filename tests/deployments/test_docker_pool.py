@@ -31,10 +31,11 @@ from prefect.client.schemas.actions import WorkPoolUpdate
 import docker
 from flows.records import read_task_runs
 from tests.conftest import make_bucket
+from tests.debian_base import CACHE
 from tests.deployments.conftest import BIN, REPO, _free_port
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
-from tests.docker_daemon import CACHE, Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
+from tests.docker_daemon import Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
 from tests.figures import FIGURES
 from tests.pipeline.helpers import content_digests, small_config
 from tint_core.pipeline.config import ExecutionConfig
