@@ -48,15 +48,18 @@ def own_home_env(home: Path, *, migrated: bool = True, **extra: str) -> dict[str
 
     ``migrated``: the home starts with a copy of an empty database Prefect has already migrated, as every home has
     after its first run; ``False`` gives a home as a first run finds it. The embedded server's UI is off, as no test
-    opens a browser on it. Each costs a fresh home's server about 12 s and 5 s of CPU (measured) that the suite's
-    dozen and a half such commands would spend again and again.
+    opens a browser on it, and so is its registration of block types (no test reads them; saving a block registers
+    its own type). Each costs a fresh home's server seconds of CPU (measured: the migrations about 5 s, the block
+    types 2.5 s of the 10 s a migrated home's server takes to start) that the suite's dozen and a half such commands
+    would spend again and again.
     """
     home.mkdir(parents=True, exist_ok=True)
     if migrated and not (home / "prefect.db").exists():
         shutil.copyfile(_migrated_database(), home / "prefect.db")
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     return env | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                  **extra}  # fmt: skip
+                  "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+                  "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false", **extra}  # fmt: skip
 
 
 def small_config(store: str, **changes: object) -> BenchmarkConfig:

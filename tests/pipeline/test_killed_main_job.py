@@ -2,9 +2,9 @@
 the undisturbed run's artifacts, digest for digest; what was complete before the rerun is reused, not remade; the
 store verifies; no process of the killed command is left (its embedded server ends with it).
 
-The killed runs are ``tint benchmark`` processes; the reruns are the same flow in this process (on the session's
-Prefect server), which costs a run's computation rather than a process's start-up (the processes compute with one
-torch thread, as this one does: tests/conftest.py)."""
+The killed runs are ``tint benchmark`` processes; the undisturbed run and the reruns are the same flow in this process
+(on the session's Prefect server), which costs a run's computation rather than a process's start-up (the processes
+compute with one torch thread, as this one does: tests/conftest.py)."""
 
 import random
 import subprocess
@@ -38,12 +38,9 @@ def _config(root: Path):
 
 
 @pytest.fixture(scope="module")
-def undisturbed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("undisturbed")
-    config = _config(root)
-    process = _main_job(root / "config.yaml", root / "home")
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
+def undisturbed(prefect_server, tmp_path_factory):
+    config = _config(tmp_path_factory.mktemp("undisturbed"))
+    run_flow(benchmark, config=config)
     return content_digests(config.store), find_run(config.store).results.digest
 
 
