@@ -159,18 +159,11 @@ def pytest_terminal_summary(terminalreporter):
                 terminalreporter.write_line(line)
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker more than this process may use cores. The longest files wait much of their time (the
-    image build on the disk, clusters on heartbeats and polls, browsers on pages): with a worker per core, a tenth of
-    two cores' time went unused."""
-    return len(os.sched_getaffinity(0)) + 1
-
-
 # The longest test files first, in this order; the rest keep theirs. pytest-xdist hands files to its workers in
 # collection order (the Makefile turns off its own reordering, which puts the files with the most tests first and so
-# left the image build and the killed-main-job trials, few tests each, running alone at the end): longest first, the
+# left the image build and the killed-main-job trials, few tests each, running alone at the end): longest first, two
 # workers finish close together. (A worker is handed its next file when two tests of its current one are left: the
-# image's file, two tests, brings another along.) Measured on 2 busy cores, in minutes.
+# image's file, two tests, brings the UI's along.) Measured on 2 busy cores, in minutes.
 LONGEST_FIRST = (
     "tests/deployments/test_work_pools.py",  # 18: a cluster on PostgreSQL; workers and its server killed mid-run
     "tests/deployments/test_docker_pool.py",  # 15: the worker image built; compose up; units in containers
