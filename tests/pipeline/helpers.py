@@ -30,13 +30,17 @@ torch.set_num_threads(1)  # tiny models: a second thread gains little and fights
 timings: list[str] = FIGURES["pipeline runs"]  # one line per labelled run, printed at the end of the session
 
 
+def _without_prefect_settings() -> dict[str, str]:
+    """This process's environment less its Prefect settings (the session's server, home, logging)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+
+
 @functools.cache
 def _migrated_database() -> Path:
     """An empty Prefect database that this Prefect has migrated to its schema, made once per test process."""
     home = Path(tempfile.mkdtemp(prefix="prefect-migrated-"))
     atexit.register(shutil.rmtree, home, True)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(home)}  # fmt: skip
+    env = _without_prefect_settings() | {"PREFECT_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"], env=env, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     return home / "prefect.db"
@@ -56,10 +60,10 @@ def own_home_env(home: Path, *, migrated: bool = True, **extra: str) -> dict[str
     home.mkdir(parents=True, exist_ok=True)
     if migrated and not (home / "prefect.db").exists():
         shutil.copyfile(_migrated_database(), home / "prefect.db")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    return env | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                  "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
-                  "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false", **extra}  # fmt: skip
+    return _without_prefect_settings() | {
+        "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
+        **extra}  # fmt: skip
 
 
 def small_config(store: str, **changes: object) -> BenchmarkConfig:
