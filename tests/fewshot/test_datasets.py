@@ -119,6 +119,16 @@ def test_digits_converter_writes_the_real_bundled_digits(digits):
     assert images.shape == (3, 3, 16, 16) and float(images.max()) > 0.9  # bright ink on black
 
 
+def test_a_digits_subset_is_the_first_images_of_each_digit(digits, tmp_path):
+    subset = write_digits_dataset(str(tmp_path / "subset"), size=16, per_class=3)
+    assert {**subset.class_counts("base"), **subset.class_counts("novel")} == {str(digit): 3 for digit in range(10)}
+    first = digits.paths("novel", "7")[:3]
+    assert [Path(path).name for path in subset.paths("novel", "7")] == [Path(path).name for path in first]
+    assert [Path(path).read_bytes() for path in subset.paths("novel", "7")] == [Path(path).read_bytes() for path in first]
+    with pytest.raises(ValueError, match="per_class must be at least 1"):
+        write_digits_dataset(str(tmp_path / "none"), per_class=0)
+
+
 def test_digits_rewritten_by_other_processes_are_never_seen_half_written(tmp_path):
     """Two benchmarks on one store may both write the digits into it: a reader must only ever see whole images."""
     root = tmp_path / "digits"

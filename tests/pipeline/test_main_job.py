@@ -61,7 +61,7 @@ def test_the_main_job_on_s3_records_every_task_run_leaks_no_secret_and_a_fresh_p
     manifests = {key.split("/")[2] for key in objects if key.endswith("/manifest.json") and "/artifacts/" in key}
     # 26 tasks, several of which write more than one artifact (a unit writes each of its classes)
     assert manifests == {manifest.key for manifest in ArtifactStore(s3_url).list()} and len(manifests) == 34
-    for part in ("prefect-records/", "datasets/digits-16/novel/", "logs/benchmark-runs/", "logs/benchmark-history/",
+    for part in ("prefect-records/", "datasets/digits-16-first20/novel/", "logs/benchmark-runs/", "logs/benchmark-history/",
                  "logs/reports/"):  # fmt: skip
         assert any(key.startswith(f"{prefix}/{part}") for key in objects), part
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.pipeline.helpers import small_config
 from tint_core.pipeline import classify, data, generation, results, unlabelled
+from tint_core.pipeline.checks import check_benchmark, split_counts
 from tint_core.pipeline.config import EpisodeConfig, EvaluationConfig
 from tint_core.pipeline.resources import MODELS, ModelCache
 from tint_core.store import ArtifactStore
@@ -82,7 +83,7 @@ def test_the_real_pool_is_the_episode_classes_unused_images(tmp_path):
     episode = data.load_episode(store, episode_ref)
     paths, labels = data.real_pool(store, dataset, episode)
     used = {image.path for entry in episode.classes for image in (*entry.supports, *entry.queries)}
-    counts = data.digits_class_counts("novel")
+    counts = data.digits_class_counts("novel", config.dataset.digits_per_class)
     assert not used & set(paths)
     assert len(paths) == sum(counts[name] for name in episode.class_names) - len(used)
     assert all(path.split("/")[1] == episode.class_names[label] for path, label in zip(paths, labels.tolist()))
@@ -96,7 +97,23 @@ def test_a_digits_index_whose_folder_is_gone_is_set_aside_and_rebuilt(tmp_path):
     assert data.dataset_keys(url, config.dataset) == [ref.key]
     assert not ArtifactStore(url).exists(ref.key)  # quarantined, so the step runs again
     assert data.index_dataset(url, config.dataset).digest == ref.digest
-    assert (Path(url) / "datasets" / "digits-16" / "novel" / "5").is_dir()
+    assert (Path(url) / "datasets" / "digits-16-first20" / "novel" / "5").is_dir()
+
+
+def test_a_digits_subset_is_a_dataset_of_its_own_that_the_checks_count(tmp_path):
+    url = str(tmp_path / "store")
+    config = small_config(url)
+    subset = config.dataset.updated(digits_per_class=7)
+    whole = data.index_dataset(url, config.dataset)
+    seven = data.index_dataset(url, subset)
+    assert seven.key != whole.key
+    store = ArtifactStore(url)
+    assert data.dataset_root_of(store, seven) != data.dataset_root_of(store, whole)
+    assert data.open_dataset(store, seven).class_counts("novel") == {str(digit): 7 for digit in range(5, 10)}
+    assert split_counts(subset, "base") == {str(digit): 7 for digit in range(5)}
+    # K + Q = 1 + 4 leaves 2 spare images of each class, fewer than the real pool's quality needs (k + 1 = 4).
+    with pytest.raises(ValueError, match="spare images beyond K\\+Q = 5"):
+        check_benchmark(config.updated(dataset=subset))
 
 
 def test_the_diffusion_backbone_is_loaded_once_per_process_for_consecutive_units(tmp_path):

@@ -52,6 +52,7 @@ def write_digits_dataset(
     val: Sequence[int] = (),
     novel: Sequence[int] = DEFAULT_NOVEL,
     storage_options: dict | None = None,
+    per_class: int | None = None,
 ) -> FewShotDataset:
     """Write the digits as an ImageFolder tree under ``url`` and return it as a dataset.
 
@@ -59,6 +60,7 @@ def write_digits_dataset(
         url: fsspec folder to write into (created if needed; existing files of the same name are replaced).
         size: side of the written PNGs; the 8×8 originals are upscaled bilinearly.
         base, val, novel: the digits of each split; they must not overlap.
+        per_class: write only the first ``per_class`` images of each digit (in scikit-learn's order); None: all.
 
     Returns:
         The dataset read back from ``url``.
@@ -71,6 +73,8 @@ def write_digits_dataset(
         raise ValueError(f"split digits must be distinct values in 0..9, got {splits}")
     if size < 8:
         raise ValueError(f"size must be at least 8 (the source resolution), got {size}")
+    if per_class is not None and per_class < 1:
+        raise ValueError(f"per_class must be at least 1 (or None: every image), got {per_class}")
     digits = load_digits()
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8), source range is 0..16
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
@@ -80,7 +84,7 @@ def write_digits_dataset(
         for digit in members:
             folder = f"{root}/{split}/{digit}"
             fs.makedirs(folder, exist_ok=True)
-            for index in np.flatnonzero(digits.target == digit):
+            for index in np.flatnonzero(digits.target == digit)[:per_class]:
                 image = Image.fromarray(pixels[index], mode="L").resize((size, size), Image.Resampling.BILINEAR)
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")

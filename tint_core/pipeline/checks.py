@@ -30,7 +30,7 @@ def split_counts(dataset: DatasetConfig, split: str) -> dict[str, int]:
         ValueError: the split is absent or not a split name.
     """
     if dataset.source == DIGITS:
-        return digits_class_counts(split)
+        return digits_class_counts(split, dataset.digits_per_class)
     return FewShotDataset.from_image_folder(dataset.source).class_counts(split)
 
 

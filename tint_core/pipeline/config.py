@@ -70,6 +70,14 @@ class DatasetConfig(TintConfig, title="Dataset"):
         "split folders base/val/novel (or train/val/test).",
     )
     digits_size: int = Field(16, ge=8, le=64, description="Side of the digits PNGs; ignored for other sources.")
+    digits_per_class: int | None = Field(
+        None,
+        ge=1,
+        le=183,
+        description="Images of each digit written (the first in scikit-learn's order); None: all of them (174-183 "
+        "each). Fewer make a smaller store that is quicker to write and to pre-train on (the smoke preset); ignored "
+        "for other sources.",
+    )
     image_size: int | None = Field(
         None,
         ge=8,

@@ -144,7 +144,8 @@ def load_episode(store: ArtifactStore, ref: ArtifactRef) -> EpisodeData:
 def dataset_root(store: ArtifactStore, config: DatasetConfig) -> str:
     """URL of the dataset's root: the source itself, or for the digits a folder inside the store."""
     if config.source == DIGITS:
-        return f"{store.url}/datasets/digits-{config.digits_size}"
+        subset = "" if config.digits_per_class is None else f"-first{config.digits_per_class}"
+        return f"{store.url}/datasets/digits-{config.digits_size}{subset}"
     return normalize_path(config.source)
 
 
@@ -162,6 +163,8 @@ def _dataset_output(store: ArtifactStore, config: DatasetConfig) -> Output:
     if config.source == DIGITS:
         # Written by us from scikit-learn's data: the source and size say everything about the content.
         params = {"source": DIGITS, "digits_size": config.digits_size, "root": root}
+        if config.digits_per_class is not None:  # only then: the whole set keeps the key it always had
+            params["digits_per_class"] = config.digits_per_class
     else:
         listing = canonical_json(_listing(root)).encode()
         params = {"source": root, "listing": sha256_hex(listing)}
@@ -197,7 +200,7 @@ def index_dataset(store: str, dataset: DatasetConfig) -> ArtifactRef:
         if dataset.source == DIGITS and not _digits_complete(root):
             logger.info("writing the bundled digits to %s", root)
             try:
-                write_digits_dataset(root, size=dataset.digits_size)
+                write_digits_dataset(root, size=dataset.digits_size, per_class=dataset.digits_per_class)
                 fs, path = fsspec.core.url_to_fs(root)
                 fs.pipe_file(f"{path.rstrip('/')}/{DIGITS_COMPLETE}", b"")
             except OSError as error:
@@ -382,11 +385,12 @@ def index_support_set(store: str, folder: str, image_size: int | None) -> Artifa
     return _supports_output(folder, image_size).ensure(opened, compute)
 
 
-def digits_class_counts(split: str) -> dict[str, int]:
-    """Images per class of a split of the bundled digits, without writing them (base 0-4, novel 5-9)."""
+def digits_class_counts(split: str, per_class: int | None = None) -> dict[str, int]:
+    """Images per class of a split of the bundled digits, without writing them (base 0-4, novel 5-9), the first
+    ``per_class`` of each digit only when given."""
     from tint_core.data.datasets import canonical_split
 
     digits = {"base": DEFAULT_BASE, "novel": DEFAULT_NOVEL}.get(canonical_split(split))
     if digits is None:
         raise ValueError(f"the bundled digits have no {canonical_split(split)!r} split; they have base and novel")
-    return {str(digit): DIGITS_PER_CLASS[digit] for digit in digits}
+    return {str(digit): min(DIGITS_PER_CLASS[digit], per_class or DIGITS_PER_CLASS[digit]) for digit in digits}
