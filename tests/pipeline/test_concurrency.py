@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 
 from tests.pipeline.helpers import own_home_env, small_config
 from tint_core.pipeline.history import read_history, series_id
@@ -17,7 +18,7 @@ REPO = Path(__file__).parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_three_benchmarks_at_once_on_one_store(tmp_path):
+def test_three_benchmarks_at_once_on_one_store(prefect_server, tmp_path):
     store = str(tmp_path / "store")
     same = small_config(store, methods=["supports_only", "tint"])
     overlapping = same.with_overrides(["student.training.steps=4"])
@@ -25,7 +26,9 @@ def test_three_benchmarks_at_once_on_one_store(tmp_path):
     processes = {}
     for name, config in configs.items():
         config.to_yaml(tmp_path / f"{name}.yaml")
-        env = own_home_env(tmp_path / f"home-{name}")
+        # Each its own process, recording on the session's server (the store is what they share; three embedded servers
+        # would cost 20 s of CPU to start and change nothing here).
+        env = own_home_env(tmp_path / f"home-{name}", PREFECT_API_URL=PREFECT_API_URL.value())
         processes[name] = subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", str(tmp_path / f"{name}.yaml")],
                                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
