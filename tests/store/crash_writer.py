@@ -40,6 +40,10 @@ def open_store(url: str, env: dict[str, str], cache_dir: str) -> ArtifactStore:
 def write_until_killed(url: str, env: dict[str, str], cache_dir: str, ready: Any) -> None:
     """Put artifacts 0, 1, 2, ... (skipping existing ones) until the test kills this process."""
     store = open_store(url, env, cache_dir)
+    # Ready once the store has answered a first request: on S3 that one builds the client (its session, the service's
+    # model), which on a busy machine outlasted the test's whole window for the kill, and the kill then landed before
+    # any put began.
+    store.exists(key_of(0))
     ready.set()
     for index in itertools.count():
         key = key_of(index)
