@@ -161,7 +161,7 @@ def _listing(root: str) -> list[tuple[str, int]]:
 def _dataset_output(store: ArtifactStore, config: DatasetConfig) -> Output:
     root = dataset_root(store, config)
     if config.source == DIGITS:
-        # Written by us from scikit-learn's data: the source and size say everything about the content.
+        # Written by us from scikit-learn's data: the source, size and subset say everything about the content.
         params = {"source": DIGITS, "digits_size": config.digits_size, "root": root}
         if config.digits_per_class is not None:  # only then: the whole set keeps the key it always had
             params["digits_per_class"] = config.digits_per_class
