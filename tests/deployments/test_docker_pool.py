@@ -29,7 +29,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 
 import docker
-from flows.records import read_task_runs
 from tests.conftest import make_bucket
 from tests.debian_base import CACHE
 from tests.deployments.conftest import BIN, REPO, _free_port
@@ -290,9 +289,6 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         first, seconds = trigger(config)
         assert first.state.is_completed(), first.state
         units = unit_runs(first)
-        second, second_seconds = trigger(config)
-        assert second.state.is_completed(), second.state
-        again, second_tasks = unit_runs(second), read_task_runs(second.id)
     # The reference: the main job in a process of its own on this machine, recording its runs on the compose cluster's
     # server. It computes with one torch thread, as the containers do (tests/conftest.py; compose passes
     # OMP_NUM_THREADS on to its workers, the pool's template above to the units): digests depend on the thread count.
@@ -317,6 +313,6 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
     assert content_digests(config.store) == content_digests(reference.store)
     keys = [manifest.key for manifest in ArtifactStore(config.store).list()]
     assert ArtifactStore(config.store).verify(keys).valid == keys
-    assert again == [] and all(run.state.name == "Cached" for run in second_tasks)
-    figures.append(f"benchmark deployment through compose, 2 units in containers on the docker pool: {seconds:.0f} s; "
-                   f"second trigger, nothing dispatched: {second_seconds:.0f} s")  # fmt: skip
+    # (That a second trigger dispatches nothing is the benchmark flow's own check of the store, whatever the pool:
+    # tried on the process pool, tests/deployments/test_work_pools.py.)
+    figures.append(f"benchmark deployment through compose, 2 units in containers on the docker pool: {seconds:.0f} s")
