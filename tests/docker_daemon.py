@@ -1,13 +1,17 @@
 """A throw-away Docker daemon for the worker-image tests: ``dockerd`` with no bridge network and no iptables rules
 (containers run on the host's network only, so all they reach is on 127.0.0.1), its data, state and socket in a
-temporary folder, stopped and deleted afterwards. And the base image with Python that ``tests/debian_base.py`` makes
-from Debian's packages, imported into it."""
+temporary folder, stopped and deleted afterwards. And the base images imported into it: Python from Debian's packages
+(``tests/debian_base.py``), and the same with this machine's PyTorch, in the place of the worker image's default base."""
 
+import importlib.metadata
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import docker
 from tests.debian_base import DockerUnavailable, debian_rootfs_tarball
 
 DEBIAN_BASE = "tint-test/debian-python:bookworm"
+PYTORCH_BASE = "tint-test/debian-pytorch:bookworm"
 
 
 # The daemon and the builds and containers it starts yield the cores and the disk to the rest of the suite, which
@@ -98,3 +105,83 @@ def debian_base_image(daemon: Dockerd) -> tuple[str, float]:
     daemon.client.api.import_image_from_file(str(debian_rootfs_tarball()), repository=repository, tag=tag,
                                              changes=['CMD ["/bin/bash"]'])  # fmt: skip
     return DEBIAN_BASE, time.perf_counter() - started
+
+
+def _installed_closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
+    """The distributions ``names`` are and need, as installed beside this interpreter (extras left out)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    pending = list(names)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        found[name] = importlib.metadata.distribution(name)
+        for spec in found[name].requires or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return list(found.values())
+
+
+def _write_rootfs_with(rootfs: Path, distributions: list[importlib.metadata.Distribution], site: str,
+                       output: object) -> None:  # fmt: skip
+    """A tar stream to ``output``: ``rootfs``'s members, then the installed files of ``distributions`` (as their
+    RECORDs list them, byte-compiled files included) under ``site`` with the folders they need; scripts outside
+    site-packages are left out."""
+    with tarfile.open(fileobj=output, mode="w|") as stream, tarfile.open(rootfs) as base:
+        present = set()
+        for member in base:
+            stream.addfile(member, base.extractfile(member) if member.isreg() else None)
+            present.add(os.path.normpath(member.name))
+        files = sorted({(f"{site}/{path}", dist.locate_file(path)) for dist in distributions
+                        for path in dist.files or [] if not str(path).startswith("..")})  # fmt: skip
+        folders = {str(parent) for name, _ in files for parent in Path(name).parents} - present - {"."}
+        for folder in sorted(folders):
+            entry = tarfile.TarInfo(f"./{folder}")
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            stream.addfile(entry)
+        for name, location in files:
+            if os.path.isfile(location):
+                stream.add(location, arcname=f"./{name}", recursive=False)
+
+
+def pytorch_base_image(daemon: Dockerd, distributions: tuple[str, ...] = ("torch", "torchvision")) -> tuple[str, float]:
+    """The Debian base with this interpreter's ``distributions`` and what they need installed system-wide, imported
+    into ``daemon`` as PYTORCH_BASE: a stand-in for the worker image's default base (PyTorch's image), made from the
+    files this machine installed rather than by pip in a build (gigabytes unpacked and committed once more). Returns
+    its tag and the seconds it took."""
+    started = time.perf_counter()
+    rootfs = debian_rootfs_tarball()
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with tarfile.open(rootfs) as base:
+        if f"./usr/bin/{python}" not in base.getnames():
+            raise DockerUnavailable(f"the Debian base has no {python}, the Python this machine's PyTorch is built for")
+    read_end, write_end = os.pipe()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with open(write_end, "wb", buffering=1 << 20) as output:
+                _write_rootfs_with(rootfs, _installed_closure(distributions), f"usr/local/lib/{python}/dist-packages",
+                                   output)  # fmt: skip
+        except BaseException as error:  # noqa: BLE001  (reported by the caller, whose import then fails)
+            errors.append(error)
+
+    source = open(read_end, "rb")  # noqa: SIM115  (closed below, whatever the import did)
+
+    def chunks() -> Iterator[bytes]:
+        while chunk := source.read(1 << 20):
+            yield chunk
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    repository, tag = PYTORCH_BASE.split(":")
+    try:
+        daemon.client.api.import_image(src=chunks(), repository=repository, tag=tag, changes=['CMD ["/bin/bash"]'],
+                                       stream_src=True)  # fmt: skip
+    finally:
+        source.close()  # a writer the daemon stopped reading from fails on the pipe, rather than blocking
+        writer.join()
+    if errors:
+        raise RuntimeError(f"the PyTorch base's files could not be streamed: {errors[0]!r}") from errors[0]
+    return PYTORCH_BASE, time.perf_counter() - started

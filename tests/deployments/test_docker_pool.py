@@ -1,9 +1,10 @@
 """The worker image, really built, and a docker work pool running the benchmark's units in its containers.
 
-A private ``dockerd`` (no bridge, host network only), a base image made by ``debootstrap`` (no registry is reachable),
-and the wheels the image installs handed to its build by a loopback server: this machine's pip fetches them (PyTorch
-from local disk, as the Makefile takes it). The cluster is the process cluster's (server on PostgreSQL, S3 on moto)
-with its GPU pool of type docker, served by a prefect-docker worker."""
+A private ``dockerd`` (no bridge, host network only); a base image made by ``debootstrap`` (no registry is reachable)
+with this machine's PyTorch (the Makefile's, from local disk) installed system-wide, in the place of the Dockerfile's
+default base, PyTorch's own image; and the other wheels the image installs handed to its build by a loopback server.
+The cluster is the process cluster's (server on PostgreSQL, S3 on moto) with its GPU pool of type docker, served by a
+prefect-docker worker."""
 
 import functools
 import hashlib
@@ -14,7 +15,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +34,7 @@ from tests.debian_base import CACHE
 from tests.deployments.conftest import BIN, REPO, _free_port
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
-from tests.docker_daemon import Dockerd, DockerUnavailable, debian_base_image, throwaway_dockerd
+from tests.docker_daemon import Dockerd, DockerUnavailable, debian_base_image, pytorch_base_image, throwaway_dockerd
 from tests.figures import FIGURES
 from tests.pipeline.helpers import content_digests, small_config
 from tint_core.pipeline.config import ExecutionConfig
@@ -44,9 +44,8 @@ from tint_core.store import ArtifactStore
 # test on a busy two-core machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-IMAGE = "tint-worker:cpu-test"
+IMAGE = "tint-worker:test"
 POSTGRES_IMAGE = "tint-test/postgres-standin:15"
-TORCH = "torch==2.14.1 torchvision==0.29.1"  # the pair the Makefile installs, served from this machine's disk
 figures: list[str] = FIGURES["worker image and docker pool"]
 
 
@@ -60,33 +59,34 @@ def dockerd() -> Iterator[Dockerd]:
 
 
 def wheelhouse(dockerd: Dockerd, base: str) -> Path:
-    """Every wheel the image installs (PyTorch, the project's dependencies, its build backend), in a folder kept
-    between runs. This machine's pip fetches them first (its indexes: PyTorch from local disk); then the base image's
-    own pip completes the set in a throw-away container on the host network, with this machine's certificates mounted
-    for the download only, since markers such as ``python_full_version < "3.11.3"`` (redis needs async-timeout there)
-    depend on the Python that installs. A completed set is marked, and not fetched again."""
+    """The wheels the image's build installs over ``base`` (the project's dependencies that the base lacks, and its
+    build backend), in a folder kept between runs. The base's own pip chooses them, in a throw-away container on the
+    host network with this machine's certificates mounted for the download only: what the base has installed
+    (PyTorch) counts, and markers such as ``python_full_version < "3.11.3"`` (redis needs async-timeout there) depend
+    on the Python that installs. A completed set is marked, and not fetched again."""
     folder = CACHE / "wheelhouse"
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    requirements = [*TORCH.split(), *project["project"]["dependencies"],
-                    *project["project"]["optional-dependencies"]["docker"], *project["build-system"]["requires"]]
-    complete = folder / f".complete-{hashlib.sha256(json.dumps([base, requirements]).encode()).hexdigest()[:16]}"
+    requirements = [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["docker"]]
+    backend = project["build-system"]["requires"]
+    marker = json.dumps([dockerd.client.images.get(base).id, requirements, backend])
+    complete = folder / f".complete-{hashlib.sha256(marker.encode()).hexdigest()[:16]}"
     if complete.exists():
         return folder
-    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(folder), *requirements],
-                             capture_output=True, text=True, check=False)  # fmt: skip
-    if fetched.returncode != 0:
-        raise RuntimeError(f"pip could not gather the image's wheels: {fetched.stderr[-1500:]}")
+    folder.mkdir(parents=True, exist_ok=True)
     certificates = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
-    quoted = " ".join(shlex.quote(requirement) for requirement in requirements)
+    # What a resolution over the base installs (pip's report), then exactly those files, and the build backend.
+    urls = ('import json; print(*(item["download_info"]["url"] '
+            'for item in json.load(open("/tmp/report.json"))["install"]))')  # fmt: skip
+    script = (f"python3 -m venv --system-site-packages /tmp/venv && /tmp/venv/bin/pip install -q --dry-run --report "
+              f"/tmp/report.json {shlex.join(requirements)} && /tmp/venv/bin/pip download -q --no-deps --dest /wheels "
+              f'$(python3 -c "$URLS") {shlex.join(backend)}')  # fmt: skip
     try:
-        dockerd.client.containers.run(base, ["bash", "-c", "python3 -m venv /tmp/venv && /tmp/venv/bin/pip download -q "
-                                             f"--dest /wheels --find-links /wheels {quoted}"],
-                                      environment={"PIP_CERT": "/tmp/certificates.crt"}, network_mode="host",
+        dockerd.client.containers.run(base, ["bash", "-c", script], network_mode="host", remove=True,
+                                      environment={"PIP_CERT": "/tmp/certificates.crt", "URLS": urls},
                                       volumes={str(folder): {"bind": "/wheels", "mode": "rw"},
-                                               certificates: {"bind": "/tmp/certificates.crt", "mode": "ro"}},
-                                      remove=True)  # fmt: skip
+                                               certificates: {"bind": "/tmp/certificates.crt", "mode": "ro"}})  # fmt: skip
     except docker.errors.ContainerError as error:
-        raise RuntimeError(f"the base image's pip could not complete the wheels: {error.stderr}") from None
+        raise RuntimeError(f"the base image's pip could not gather the wheels: {error.stderr}") from None
     complete.touch()
     return folder
 
@@ -120,16 +120,23 @@ def debian_base(dockerd) -> str:
 
 
 @pytest.fixture(scope="module")
-def worker_image(dockerd, debian_base, tmp_path_factory) -> str:
-    """docker/Dockerfile built on the Debian base with the CPU machine's PyTorch, as IMAGE; its log kept."""
-    base = debian_base
+def pytorch_base(dockerd, debian_base) -> str:
+    base, seconds = pytorch_base_image(dockerd)
+    figures.append(f"PyTorch base stand-in (the Debian base with this machine's PyTorch, imported): {seconds:.0f} s")
+    return base
+
+
+@pytest.fixture(scope="module")
+def worker_image(dockerd, pytorch_base, tmp_path_factory) -> str:
+    """docker/Dockerfile built as for GPU workers, PyTorch from the base (the stand-in), as IMAGE; its log kept."""
+    base = pytorch_base
     started = time.perf_counter()
     wheels = wheelhouse(dockerd, base)
     wheel_seconds = time.perf_counter() - started
     log = tmp_path_factory.mktemp("image") / "build.log"
     started = time.perf_counter()
     with served(wheels) as url, open(log, "w") as output:
-        build_args = {"BASE_IMAGE": base, "TORCH": TORCH, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
+        build_args = {"BASE_IMAGE": base, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
         for chunk in dockerd.client.api.build(path=str(REPO), dockerfile="docker/Dockerfile", tag=IMAGE,
                                               buildargs=build_args, network_mode="host", rm=True, forcerm=True,
                                               decode=True):  # fmt: skip
