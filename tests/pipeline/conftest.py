@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.pipeline.helpers import _migrated_database
+from tests.pipeline.helpers import migrated_database
 from tint_core.data import write_digits_dataset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no "database is locked" telemetry noise
@@ -38,11 +38,11 @@ SESSION_SERVER_SERVICES_OFF = {
 }  # fmt: skip
 
 
-def _folder_with_a_migrated_database() -> str:
+def _folder_with_amigrated_database() -> str:
     """A new temporary folder holding the harness's database (its file name), already migrated, so that the harness's
     server does not migrate a new one (measured: a session of one test on the harness, 16 CPU-s instead of 22-26)."""
     folder = tempfile.mkdtemp(prefix="prefect-harness-")
-    shutil.copyfile(_migrated_database(), Path(folder) / "prefect-test.db")
+    shutil.copyfile(migrated_database(), Path(folder) / "prefect-test.db")
     return folder
 
 
@@ -54,6 +54,6 @@ def prefect_server():
     with pytest.MonkeyPatch.context() as patch:
         for name, value in SESSION_SERVER_SERVICES_OFF.items():
             patch.setenv(name, value)  # read by the harness's server process as it starts
-        patch.setattr(utilities, "mkdtemp", _folder_with_a_migrated_database)  # where the harness puts its database
+        patch.setattr(utilities, "mkdtemp", _folder_with_amigrated_database)  # where the harness puts its database
         with utilities.prefect_test_harness(server_startup_timeout=60):
             yield

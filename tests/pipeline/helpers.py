@@ -35,30 +35,22 @@ def _without_prefect_settings() -> dict[str, str]:
 
 
 @functools.cache
-def _migrated_database() -> Path:
+def migrated_database() -> Path:
     """An empty Prefect database that this Prefect has migrated to its schema: made once per machine and Prefect
-    version (a run's test processes share it, a lock keeping one maker at a time), copied by whoever needs one and
-    never written again. Migrating one costs about 19 s of CPU."""
-    import fcntl
-
+    version (a run's test processes share it), copied by whoever needs one and never written again. Migrating one
+    costs about 19 s of CPU."""
     import prefect
 
-    from tests.debian_base import CACHE
+    from tests.debian_base import CACHE, made_once
 
-    database = CACHE / f"prefect-{prefect.__version__}-migrated.db"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{database.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not database.exists():
-            home = Path(tempfile.mkdtemp(prefix="prefect-migrating-"))
-            env = _without_prefect_settings() | {"PREFECT_HOME": str(home)}
+    def migrate(database: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="prefect-migrating-") as home:
+            env = _without_prefect_settings() | {"PREFECT_HOME": home}
             subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"], env=env,
                            check=True, capture_output=True, timeout=300)  # fmt: skip
-            partial = database.with_suffix(".partial")
-            shutil.copyfile(home / "prefect.db", partial)
-            partial.replace(database)  # whole or absent: a run killed meanwhile leaves no half-made database
-            shutil.rmtree(home, ignore_errors=True)
-    return database
+            shutil.copyfile(Path(home) / "prefect.db", database)
+
+    return made_once(CACHE / f"prefect-{prefect.__version__}-migrated.db", migrate)
 
 
 def own_home_env(home: Path, *, migrated: bool = True, **extra: str) -> dict[str, str]:
@@ -74,7 +66,7 @@ def own_home_env(home: Path, *, migrated: bool = True, **extra: str) -> dict[str
     """
     home.mkdir(parents=True, exist_ok=True)
     if migrated and not (home / "prefect.db").exists():
-        shutil.copyfile(_migrated_database(), home / "prefect.db")
+        shutil.copyfile(migrated_database(), home / "prefect.db")
     return _without_prefect_settings() | {
         "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
         "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
