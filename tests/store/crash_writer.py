@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -37,14 +38,27 @@ def open_store(url: str, env: dict[str, str], cache_dir: str) -> ArtifactStore:
     return ArtifactStore(url, cache_dir=cache_dir, retry=RetryPolicy(base_delay=0.01))
 
 
-def write_until_killed(url: str, env: dict[str, str], cache_dir: str, ready: Any) -> None:
-    """Put artifacts 0, 1, 2, ... (skipping existing ones) until the test kills this process."""
+def on_writing(store: ArtifactStore, call: Callable[[], None]) -> None:
+    """Have ``store`` call ``call`` each time a put begins writing its parts (after encoding them)."""
+    write_many = store._backend.write_many
+
+    def calling_first(files: Mapping[str, bytes]) -> None:
+        call()
+        write_many(files)
+
+    store._backend.write_many = calling_first
+
+
+def write_until_killed(url: str, env: dict[str, str], cache_dir: str, writing: Any) -> None:
+    """Put artifacts 0, 1, 2, ... (skipping existing ones) until the test kills this process.
+
+    ``writing`` is set as the first put begins writing to the store: the test's window for the kill starts there.
+    Before that a kill cannot leave anything behind, and setting it earlier let the window run out on S3 while this
+    writer was still asking which artifacts already exist (one request per artifact of the earlier trials, slow on a
+    busy machine): the kills then landed before any put.
+    """
     store = open_store(url, env, cache_dir)
-    # Ready once the store has answered a first request: on S3 that one builds the client (its session, the service's
-    # model), which on a busy machine outlasted the test's whole window for the kill, and the kill then landed before
-    # any put began.
-    store.exists(key_of(0))
-    ready.set()
+    on_writing(store, writing.set)
     for index in itertools.count():
         key = key_of(index)
         if not store.exists(key):
