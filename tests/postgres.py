@@ -7,7 +7,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.ports import free_port
 
 SERVICE_USER = "postgres"  # PostgreSQL refuses to run as root: a root test runs it as Debian's service user
 
@@ -60,12 +61,6 @@ def _as_service_user() -> dict:
     return {"user": SERVICE_USER, "group": SERVICE_USER}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_ready(bin_folder: Path, port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,7 +83,7 @@ def throwaway_postgres(database: str = "prefect") -> Iterator[Postgres]:
     folder = Path(tempfile.mkdtemp(prefix="tint-postgres-"))
     if as_user:
         shutil.chown(folder, SERVICE_USER, SERVICE_USER)
-    data, log, port = folder / "data", folder / "postgres.log", _free_port()
+    data, log, port = folder / "data", folder / "postgres.log", free_port()
     process = None
     try:
         subprocess.run([str(bin_folder / "initdb"), "-D", str(data), "-U", "prefect", "--auth=trust", "-E", "UTF8",

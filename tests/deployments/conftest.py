@@ -5,7 +5,6 @@ threaded server."""
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_bucket
+from tests.ports import free_port
 from tests.postgres import Postgres, PostgresUnavailable, throwaway_postgres
 
 REPO = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
@@ -117,7 +111,7 @@ def running_cluster(database: Postgres, tmp_path_factory) -> Iterator[Cluster]:
     ``s3_env``); the caller starts the workers, which are stopped with the server."""
     home = tmp_path_factory.mktemp("prefect-home")
     logs = tmp_path_factory.mktemp("logs")
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     bucket = f"tint-cluster-{port}"
     make_bucket(bucket)

@@ -31,12 +31,13 @@ from prefect.client.schemas.actions import WorkPoolUpdate
 import docker
 from tests.conftest import make_bucket
 from tests.debian_base import CACHE
-from tests.deployments.conftest import BIN, REPO, _free_port
+from tests.deployments.conftest import BIN, REPO
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
 from tests.docker_daemon import Dockerd, DockerUnavailable, debian_base_image, pytorch_base_image, throwaway_dockerd
 from tests.figures import FIGURES
 from tests.pipeline.helpers import content_digests, small_config
+from tests.ports import free_ports
 from tint_core.pipeline.config import ExecutionConfig
 from tint_core.store import ArtifactStore
 
@@ -233,7 +234,7 @@ def compose_cluster(s3_env, dockerd, worker_image, postgres_image, tmp_path_fact
     folder = tmp_path_factory.mktemp("compose")
     bucket = f"tint-compose-{secrets.token_hex(4)}"
     make_bucket(bucket)
-    prefect_port, postgres_port = _free_port(), _free_port()
+    prefect_port, postgres_port = free_ports(2)
     socket_path = dockerd.host.removeprefix("unix://")
     settings = {
         "COMPOSE_PROJECT_NAME": f"tint-test-{prefect_port}",

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.browser import ARTIFACTS
-from tests.deployments.conftest import BIN, REPO, _free_port, _stop, _wait_healthy
+from tests.deployments.conftest import BIN, REPO, _stop, _wait_healthy
 from tests.pipeline.helpers import own_home_env, timings
+from tests.ports import free_port
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def _plot(samples: list[dict], path: Path) -> None:
 
 @pytest.mark.timeout(1200)
 def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_nothing(tmp_path):
-    home, port = tmp_path / "home", _free_port()
+    home, port = tmp_path / "home", free_port()
     env = own_home_env(home)
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
