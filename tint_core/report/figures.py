@@ -8,10 +8,12 @@ from datetime import datetime
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from tint_core.evaluation.accuracy import AccuracySummary
 
 DPI = 100
+_COLUMN_GAP, _ROW_GAP = 0.12, 0.3  # between a strip's images, in image widths (a row's gap holds the titles)
 COLOURS = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
 
 
@@ -22,32 +24,32 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _show(axes, image: torch.Tensor, title: str = "") -> None:
-    axes.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    if title:
-        axes.set_title(title, fontsize=7)
-
-
 def class_strip(name: str, rows: Sequence[tuple[str, Sequence[torch.Tensor], Sequence[str]]]) -> bytes:
     """One class: a row of images per label (supports, reconstructions, each method's samples), titled per image.
+
+    Every image is drawn into one axes as a unit square (so images of different sizes line up): a grid of axes, one
+    per image, took five times as long to lay out and draw, and a cached run renders a strip per class.
 
     Args:
         rows: (row label, (3, H, W) images in [0, 1], a title per image).
     """
     columns = max(len(images) for _, images, _ in rows)
-    figure = Figure(figsize=(0.9 * columns + 1.4, 1.05 * len(rows) + 0.4), layout="constrained")
-    grid = figure.subplots(len(rows), columns, squeeze=False)
+    figure = Figure(figsize=(0.9 * columns + 1.4, 1.05 * len(rows) + 0.4))
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     for row, (label, images, titles) in enumerate(rows):
-        for column in range(columns):
-            axes = grid[row][column]
-            if column < len(images):
-                _show(axes, images[column], titles[column])
-            else:
-                axes.axis("off")
-        grid[row][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    figure.suptitle(f"class {name}", fontsize=9)
+        top = -row * (1 + _ROW_GAP)
+        for column, (image, title) in enumerate(zip(images, titles, strict=True)):
+            left = column * (1 + _COLUMN_GAP)
+            axes.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest",
+                        extent=(left, left + 1, top - 1, top))  # fmt: skip
+            axes.add_patch(Rectangle((left, top - 1), 1, 1, fill=False, linewidth=0.8))
+            axes.text(left + 0.5, top + 0.04, title, ha="center", va="bottom", fontsize=7)
+        axes.text(-_COLUMN_GAP, top - 0.5, label, ha="right", va="center", fontsize=8)
+    axes.set_xlim(-0.05, columns * (1 + _COLUMN_GAP) - _COLUMN_GAP + 0.05)
+    axes.set_ylim(-len(rows) * (1 + _ROW_GAP) + _ROW_GAP - 0.05, _ROW_GAP)
+    axes.set_aspect("equal")
+    axes.axis("off")
+    axes.set_title(f"class {name}", fontsize=9)
     return png(figure)
 
 
