@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,24 +110,26 @@ def served(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
+def _base(make: Callable[[Dockerd], tuple[str, float]], dockerd: Dockerd, what: str, figure: str) -> str:
+    """A base image made by ``make`` (skipped, saying why, where it cannot be made here); its time in the figures."""
+    try:
+        base, seconds = make(dockerd)
+    except DockerUnavailable as reason:
+        pytest.skip(f"the worker image is built on {what}: {reason}")
+    figures.append(f"{figure}: {seconds:.0f} s")
+    return base
+
+
 @pytest.fixture(scope="module")
 def debian_base(dockerd) -> str:
-    try:
-        base, seconds = debian_base_image(dockerd)
-    except DockerUnavailable as reason:
-        pytest.skip(f"the worker image is built on a base made by debootstrap: {reason}")
-    figures.append(f"Debian base image (debootstrap, unless cached, then imported): {seconds:.0f} s")
-    return base
+    return _base(debian_base_image, dockerd, "a base made by debootstrap",
+                 "Debian base image (debootstrap, unless cached, then imported)")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def pytorch_base(dockerd, debian_base) -> str:
-    try:
-        base, seconds = pytorch_base_image(dockerd)
-    except DockerUnavailable as reason:
-        pytest.skip(f"the worker image is built on a stand-in for PyTorch's image: {reason}")
-    figures.append(f"PyTorch base stand-in (the Debian base with this machine's PyTorch, imported): {seconds:.0f} s")
-    return base
+    return _base(pytorch_base_image, dockerd, "a stand-in for PyTorch's image",
+                 "PyTorch base stand-in (the Debian base with this machine's PyTorch, imported)")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
