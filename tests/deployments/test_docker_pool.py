@@ -24,19 +24,18 @@ from pathlib import Path
 
 import pytest
 import tomllib
-import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 
 import docker
 from tests.conftest import make_bucket
 from tests.debian_base import CACHE
-from tests.deployments.conftest import BIN, REPO
+from tests.deployments.conftest import REPO
 from tests.deployments.test_deployment_files import CREDENTIAL
 from tests.deployments.test_work_pools import api, trigger, unit_runs
 from tests.docker_daemon import Dockerd, DockerUnavailable, debian_base_image, pytorch_base_image, throwaway_dockerd
 from tests.figures import FIGURES
-from tests.pipeline.helpers import content_digests, small_config
+from tests.pipeline.helpers import content_digests, small_config, undisturbed_run
 from tests.ports import free_ports
 from tint_core.pipeline.config import ExecutionConfig
 from tint_core.store import ArtifactStore
@@ -287,7 +286,7 @@ def _docker_pool_template(cluster: ComposeCluster) -> dict:
 
 
 def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_the_image_and_the_main_jobs_digests(
-        compose_cluster, dockerd, tmp_path):  # fmt: skip
+        compose_cluster, dockerd, tmp_path_factory):  # fmt: skip
     services = compose_cluster.services(dockerd)
     assert services["setup"][0].attrs["State"]["ExitCode"] == 0
     assert all(services[name][0].status == "running" for name in ("database", "server", "cpu-worker",
@@ -302,17 +301,13 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         first, seconds = trigger(config)
         assert first.state.is_completed(), first.state
         units = unit_runs(first)
-    # The reference: the main job in a process of its own on this machine, recording its runs on the compose cluster's
-    # server. It computes with one torch thread, as the containers do (tests/conftest.py; compose passes
-    # OMP_NUM_THREADS on to its workers, the pool's template above to the units): digests depend on the thread count.
-    reference = config.updated(store=f"{compose_cluster.store}/main-job", execution=ExecutionConfig(fan_out="tasks"))
-    config_file = tmp_path / "reference.yaml"
-    config_file.write_text(yaml.safe_dump(reference.model_dump(mode="json")))
-    main_env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    main_env |= {"PREFECT_API_URL": compose_cluster.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    main_job = subprocess.run([str(BIN / "tint"), "benchmark", str(config_file)], env=main_env,
-                              capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
-    assert main_job.returncode == 0, main_job.stdout[-3000:] + main_job.stderr[-3000:]
+    # The reference: the session's undisturbed run of the same benchmark, its units as tasks of the main job in this
+    # process (tests/pipeline/helpers.py; computed here, on the compose cluster's server, unless a file has already).
+    # It computes with one torch thread, as the containers do (tests/conftest.py; compose passes OMP_NUM_THREADS on to
+    # its workers, the pool's template above to the units): digests depend on the thread count.
+    with api(compose_cluster):
+        reference = undisturbed_run(tmp_path_factory)
+    assert reference.config == config.updated(store=reference.config.store, execution=reference.config.execution)
     # The benchmark ran on the compose file's CPU worker; one unit per episode, each in its own container of the
     # image, started by the compose file's docker worker and labelled with its flow run.
     assert first.work_pool_name == "tint-cpu"
@@ -323,7 +318,7 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         assert container.image.tags == [IMAGE] and container.attrs["State"]["ExitCode"] == 0
         assert container.labels["io.prefect.flow-run-id"] == str(run.id)
         assert container.attrs["HostConfig"]["NetworkMode"] == "host"
-    assert content_digests(config.store) == content_digests(reference.store)
+    assert content_digests(config.store) == reference.digests
     keys = [manifest.key for manifest in ArtifactStore(config.store).list()]
     assert ArtifactStore(config.store).verify(keys).valid == keys
     # (That a second trigger dispatches nothing is the benchmark flow's own check of the store, whatever the pool:

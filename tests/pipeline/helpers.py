@@ -4,6 +4,7 @@ running a flow until Prefect has recorded every task run."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +127,36 @@ def app_config(tmp_path, folder) -> DistillAppConfig:
                              training=DistillConfig(steps=2, batch_size=8)),
         export=ExportConfig(repeats=3, batch=8),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Undisturbed:
+    """The small benchmark of TINT against the supports only, run without a fault: what disturbed runs must give."""
+
+    config: BenchmarkConfig
+    digests: dict[str, list[str]]  # content_digests of its store
+    results: str  # the digest of its results artifact
+
+
+def undisturbed_run(tmp_path_factory) -> Undisturbed:
+    """The undisturbed run the killed, flaky and containerised runs of several test files are compared with, computed
+    once per session: in this process on the current Prefect API by whichever pytest-xdist worker asks first (the
+    others wait for it, then read it; measured, each computation of its own cost a file 15-30 s of CPU)."""
+    from flows.benchmark import benchmark
+    from tests.debian_base import made_once
+    from tint_core.pipeline.runs import find_run
+
+    session = tmp_path_factory.getbasetemp()
+    folder = (session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session) / "undisturbed"
+    config = small_config(str(folder / "store"), methods=["supports_only", "tint"])
+
+    def compute(summary: Path) -> None:
+        run_flow(benchmark, config=config)
+        summary.write_text(json.dumps({"digests": content_digests(config.store),
+                                       "results": find_run(config.store).results.digest}))  # fmt: skip
+
+    summary = json.loads(made_once(folder / "summary.json", compute).read_text())
+    return Undisturbed(config, summary["digests"], summary["results"])
 
 
 LOCATED = ("dataset", "episode")  # their content names where the digits images are written: under each store

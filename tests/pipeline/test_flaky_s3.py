@@ -10,7 +10,7 @@ import pytest
 
 from flows.benchmark import benchmark
 from tests.conftest import make_bucket
-from tests.pipeline.helpers import content_digests, run_flow, small_config, timings
+from tests.pipeline.helpers import content_digests, run_flow, timings, undisturbed_run
 from tests.store.faulty_endpoint import FAULTS, FaultyEndpoint
 from tint_core.store import ArtifactStore
 
@@ -22,12 +22,11 @@ TIMEOUT, SLOW = 2.0, 4.0  # the clients' read timeout, and how late a slow answe
 
 def test_a_benchmark_on_a_flaky_s3_completes_with_the_clean_artifacts_and_logs_its_retries(prefect_server, s3_env,
                                                                                            monkeypatch, caplog,
-                                                                                           tmp_path):  # fmt: skip
-    clean = small_config(str(tmp_path / "clean"), methods=["supports_only", "tint"])
-    run_flow(benchmark, config=clean)  # the reference: a local store holds the same content as a bucket
+                                                                                           tmp_path_factory):  # fmt: skip
+    clean = undisturbed_run(tmp_path_factory)  # the reference: a local store holds the same content as a bucket
     bucket = f"tint-flaky-{uuid.uuid4().hex[:12]}"
     make_bucket(bucket)
-    flaky = clean.updated(store=f"s3://{bucket}/store")
+    flaky = clean.config.updated(store=f"s3://{bucket}/store")
     caplog.set_level(logging.WARNING, logger="tint_core.store")
     with FaultyEndpoint(s3_env["AWS_ENDPOINT_URL"], rate=RATE, seed=SEED, slow_seconds=SLOW) as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
@@ -40,7 +39,7 @@ def test_a_benchmark_on_a_flaky_s3_completes_with_the_clean_artifacts_and_logs_i
     injected = sum(endpoint.faults.values())
     assert set(endpoint.faults) == set(FAULTS) and injected >= 20, endpoint.faults
     assert retried and not run.all_cached
-    assert content_digests(flaky.store) == content_digests(clean.store)
+    assert content_digests(flaky.store) == clean.digests
     store = ArtifactStore(flaky.store)
     keys = [manifest.key for manifest in store.list()]
     assert store.verify(keys).valid == keys  # nothing partial or corrupt is visible

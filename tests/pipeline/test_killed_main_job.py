@@ -2,9 +2,9 @@
 the undisturbed run's artifacts, digest for digest; what was complete before the rerun is reused, not remade; the
 store verifies; no process of the killed command is left (its embedded server ends with it).
 
-The killed runs are ``tint benchmark`` processes; the undisturbed run and the reruns are the same flow in this process
-(on the session's Prefect server), which costs a run's computation rather than a process's start-up (the processes
-compute with one torch thread, as this one does: tests/conftest.py)."""
+The killed runs are ``tint benchmark`` processes; the undisturbed run (the session's, shared with other files) and the
+reruns are the same flow in this process (on the session's Prefect server), which costs a run's computation rather
+than a process's start-up (the processes compute with one torch thread, as this one does: tests/conftest.py)."""
 
 import random
 import subprocess
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows.benchmark import benchmark
-from tests.pipeline.helpers import content_digests, own_home_env, run_flow, small_config
+from tests.pipeline.helpers import content_digests, own_home_env, run_flow, small_config, undisturbed_run
 from tests.pipeline.test_stopping import _alive, _descendants
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
@@ -39,9 +39,8 @@ def _config(root: Path):
 
 @pytest.fixture(scope="module")
 def undisturbed(prefect_server, tmp_path_factory):
-    config = _config(tmp_path_factory.mktemp("undisturbed"))
-    run_flow(benchmark, config=config)
-    return content_digests(config.store), find_run(config.store).results.digest
+    reference = undisturbed_run(tmp_path_factory)  # the same configuration as _config's
+    return reference.digests, reference.results
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
