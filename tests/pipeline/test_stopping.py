@@ -126,7 +126,9 @@ def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(tmp_p
 
 
 def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
-    config = small_config(str(tmp_path / "store")).with_overrides(["student.training.steps=1000000"])
+    # TINT against the supports only: the other controls would add only to the rerun's work.
+    config = small_config(str(tmp_path / "store"), methods=["supports_only", "tint"]).with_overrides(
+        ["student.training.steps=1000000"])  # fmt: skip
     config.to_yaml(tmp_path / "config.yaml")
     command = [sys.executable, "-m", "flows.cli", "benchmark", str(tmp_path / "config.yaml")]
     process = started(command, own_home_env(tmp_path / "home"))
