@@ -1,15 +1,16 @@
 """The soak's flow process: run the small benchmarks one after another against a Prefect server, and after each run
 record this process's and the server's resident memory and open files (a long-lived process, as a worker's is).
 
-    python -m tests.pipeline.soak_runs API_URL STORE SERVER_PID UNCACHED CACHED OUTPUT.json
-"""
+    PREFECT_API_URL=... python -m tests.pipeline.soak_runs STORE SERVER_PID UNCACHED CACHED OUTPUT.json
+
+The server is named in the environment, as a worker's flow-run process has it: set in this process with
+``temporary_settings`` instead, it did not reach the thread that ships the runs' logs, which sent them to a server
+Prefect started for them in this process (its memory counted as this process's, its CPU spent besides)."""
 
 import json
 import os
 import sys
 from pathlib import Path
-
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.benchmark import benchmark
 from tests.pipeline.helpers import run_flow, small_config
@@ -29,21 +30,22 @@ def usage(pid: int) -> tuple[float, int]:
     return memory / 1024, files
 
 
-def main(api_url: str, store: str, server: int, uncached: int, cached: int, output: Path) -> None:
+def main(store: str, server: int, uncached: int, cached: int, output: Path) -> None:
     # Small runs without diffusion (supports only), each uncached one on episodes of its own seed.
     base = small_config(store, methods=["supports_only"])
     configs = [base.updated(episodes=base.episodes.updated(seed=seed)) for seed in range(uncached)]
     samples = []
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        for index in range(uncached + cached):
-            run = run_flow(benchmark, config=configs[index % uncached])
-            if run.all_cached != (index >= uncached):
-                raise AssertionError(f"run {index + 1}: all cached is {run.all_cached}")
-            samples.append({"run": index + 1, "cached": run.all_cached, "server": usage(server),
-                            "flow process": usage(os.getpid())})  # fmt: skip
-            output.write_text(json.dumps(samples))  # what was measured survives a failure
+    for index in range(uncached + cached):
+        run = run_flow(benchmark, config=configs[index % uncached])
+        if run.all_cached != (index >= uncached):
+            raise AssertionError(f"run {index + 1}: all cached is {run.all_cached}")
+        if started := _descendants(os.getpid()):  # a server of its own, say, would be measured as this process
+            raise AssertionError(f"run {index + 1}: the flow process started processes {sorted(started)}")
+        samples.append({"run": index + 1, "cached": run.all_cached, "server": usage(server),
+                        "flow process": usage(os.getpid())})  # fmt: skip
+        output.write_text(json.dumps(samples))  # what was measured survives a failure
 
 
 if __name__ == "__main__":
-    api, store, server, uncached, cached, output = sys.argv[1:]
-    main(api, store, int(server), int(uncached), int(cached), Path(output))
+    store, server, uncached, cached, output = sys.argv[1:]
+    main(store, int(server), int(uncached), int(cached), Path(output))

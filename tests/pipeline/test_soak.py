@@ -58,8 +58,9 @@ def test_a_hundred_and_twenty_runs_on_one_server_and_store_fail_none_and_leak_no
     started = time.perf_counter()
     try:
         _wait_healthy(api_url, server)
-        runs = subprocess.Popen([sys.executable, "-m", "tests.pipeline.soak_runs", api_url, store, str(server.pid),
-                                 str(UNCACHED), str(CACHED), str(measured)], cwd=REPO, env=env,
+        runs = subprocess.Popen([sys.executable, "-m", "tests.pipeline.soak_runs", store, str(server.pid),
+                                 str(UNCACHED), str(CACHED), str(measured)], cwd=REPO,
+                                env=env | {"PREFECT_API_URL": api_url},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
         try:
             _, errors = runs.communicate(timeout=1000)
