@@ -68,7 +68,8 @@ def wheelhouse(dockerd: Dockerd, base: str) -> Path:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     requirements = [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["docker"]]
     backend = project["build-system"]["requires"]
-    marker = json.dumps([dockerd.client.images.get(base).id, requirements, backend])
+    # The base's layers, by content (an imported image's id changes with its creation time, every run).
+    marker = json.dumps([dockerd.client.images.get(base).attrs["RootFS"]["Layers"], requirements, backend])
     complete = folder / f".complete-{hashlib.sha256(marker.encode()).hexdigest()[:16]}"
     if complete.exists():
         return folder
