@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,8 @@ import pytest
 # 80 textual-inversion steps on the tiny backbone took 6 s each with one thread, 50–120 s with two. The tests' own
 # process computes with one thread as well (tests/pipeline/helpers.py), so digests agree across them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no "database is locked" telemetry noise
+os.environ.setdefault("PREFECT_UI_ENABLED", "false")  # no browser opens the harness's UI; serving it costs ~5 s of CPU
 
 from tests.figures import FIGURES
 from tint_core.data import FewShotDataset, write_digits_dataset
@@ -74,6 +78,44 @@ def _forget_s3_filesystems():
     yield
     if "s3fs" in sys.modules:
         sys.modules["s3fs"].S3FileSystem.clear_instance_cache()
+
+# The session's server serves the flow runs the tests start and nothing else: no schedule, no deployment, no automation,
+# and no test reads its event feed. Its services for those only cost CPU (measured: an idle server's 3.2% of a core
+# fell to 1.9% without the periodic ones; a cached 44-task run cost it 4.9 CPU-s with the event persister, 3.7 without;
+# the suite runs hundreds of runs on it). The task-run recorder, which writes what the tests read, stays on.
+SESSION_SERVER_SERVICES_OFF = {
+    f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
+    for service in ("EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "PAUSE_EXPIRATIONS", "CANCELLATION_CLEANUP",
+                    "FOREMAN", "REPOSSESSOR", "CLEANUP_RECONCILER")
+}  # fmt: skip
+
+
+def _folder_with_amigrated_database() -> str:
+    """A new temporary folder holding the harness's database (its file name), already migrated, so that the harness's
+    server does not migrate a new one (measured: a session of one test on the harness, 16 CPU-s instead of 22-26)."""
+    from tests.pipeline.helpers import migrated_database
+
+    folder = tempfile.mkdtemp(prefix="prefect-harness-")
+    shutil.copyfile(migrated_database(), Path(folder) / "prefect-test.db")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """Prefect's test harness: a real API server on a temporary sqlite database, for the whole session.
+
+    The flows a test runs in its own process run on it. Run on another server (a cluster's) instead, they would
+    leave this process's events worker, which Prefect keeps one of per process, sending to that server for the rest
+    of the session (seen: every later run here waited in vain for its task runs to be recorded)."""
+    from prefect.testing import utilities
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SESSION_SERVER_SERVICES_OFF.items():
+            patch.setenv(name, value)  # read by the harness's server process as it starts
+        patch.setattr(utilities, "mkdtemp", _folder_with_amigrated_database)  # where the harness puts its database
+        with utilities.prefect_test_harness(server_startup_timeout=60):
+            yield
+
 
 @functools.cache
 def _s3_client(endpoint: str):

@@ -287,7 +287,7 @@ def _docker_pool_template(cluster: ComposeCluster) -> dict:
 
 
 def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_the_image_and_the_main_jobs_digests(
-        compose_cluster, dockerd, tmp_path_factory):  # fmt: skip
+        compose_cluster, dockerd, prefect_server, tmp_path_factory):  # fmt: skip
     services = compose_cluster.services(dockerd)
     assert services["setup"][0].attrs["State"]["ExitCode"] == 0
     assert all(services[name][0].status == "running" for name in ("database", "server", "cpu-worker",
@@ -303,11 +303,10 @@ def test_compose_runs_the_benchmark_deployment_with_its_units_in_containers_of_t
         assert first.state.is_completed(), first.state
         units = unit_runs(first)
     # The reference: the session's undisturbed run of the same benchmark, its units as tasks of the main job in this
-    # process (tests/pipeline/helpers.py; computed here, on the compose cluster's server, unless a file has already).
-    # It computes with one torch thread, as the containers do (tests/conftest.py; compose passes OMP_NUM_THREADS on to
+    # process (tests/pipeline/helpers.py; computed here, on the session's server, unless a file has already). It
+    # computes with one torch thread, as the containers do (tests/conftest.py; compose passes OMP_NUM_THREADS on to
     # its workers, the pool's template above to the units): digests depend on the thread count.
-    with api(compose_cluster):
-        reference = undisturbed_run(tmp_path_factory)
+    reference = undisturbed_run(tmp_path_factory)
     assert reference.config == config.updated(store=reference.config.store, execution=reference.config.execution)
     # The benchmark ran on the compose file's CPU worker; one unit per episode, each in its own container of the
     # image, started by the compose file's docker worker and labelled with its flow run.

@@ -20,7 +20,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.context import _temporary_global_settings_context, get_settings_context
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -37,12 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 @contextmanager
 def api(cluster: Cluster):
-    """Prefect's client pointed at the cluster's server: in this context and, as Prefect's own test harness does it,
-    in the threads that began outside it. Prefect ships a flow's logs from such a thread: without the second, the
-    logs of a flow run here went to a server Prefect started for them in this process, idle until the session ended."""
-    # (The second's argument is read once the first is entered: the settings it made.)
-    with (temporary_settings(updates={PREFECT_API_URL: cluster.api_url}),
-          _temporary_global_settings_context(get_settings_context())):  # fmt: skip
+    with temporary_settings(updates={PREFECT_API_URL: cluster.api_url}):
         yield
 
 

@@ -140,8 +140,9 @@ class Undisturbed:
 
 def undisturbed_run(tmp_path_factory) -> Undisturbed:
     """The undisturbed run the killed, flaky and containerised runs of several test files are compared with, computed
-    once per session: in this process on the current Prefect API by whichever pytest-xdist worker asks first (the
-    others wait for it, then read it; measured, each computation of its own cost a file 15-30 s of CPU)."""
+    once per session: in this process, on the session's server (the caller holds ``prefect_server``), by whichever
+    pytest-xdist worker asks first (the others wait for it, then read it; measured, each computation of its own cost
+    a file 15-30 s of CPU)."""
     from flows.benchmark import benchmark
     from tests.debian_base import made_once
     from tint_core.pipeline.runs import find_run
