@@ -3,9 +3,11 @@ record this process's and the server's resident memory and open files (a long-li
 
     PREFECT_API_URL=... python -m tests.pipeline.soak_runs STORE SERVER_PID UNCACHED CACHED OUTPUT.json
 
-The server is named in the environment, as a worker's flow-run process has it: set in this process with
-``temporary_settings`` instead, it did not reach the thread that ships the runs' logs, which sent them to a server
-Prefect started for them in this process (its memory counted as this process's, its CPU spent besides)."""
+The server is named in the environment, as a worker's flow-run process has it, so that every thread Prefect starts
+here sees it: a setting made with ``temporary_settings`` reaches only the threads started within it, and Prefect ships
+logs and events from threads of its own (one started outside it sent a flow's logs to a server Prefect started for
+them in the process: seen in another test). The process must start no process of its own: it would be measured as
+this one."""
 
 import json
 import os
