@@ -120,7 +120,8 @@ def _installed_closure(names: tuple[str, ...]) -> list[importlib.metadata.Distri
         if (name, extra) in followed:
             continue
         followed.add((name, extra))
-        found.setdefault(name, importlib.metadata.distribution(name))
+        if name not in found:
+            found[name] = importlib.metadata.distribution(name)
         for spec in found[name].requires or []:
             requirement = Requirement(spec)
             if requirement.marker is None and not extra or requirement.marker and requirement.marker.evaluate(

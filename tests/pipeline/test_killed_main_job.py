@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows.benchmark import benchmark
-from tests.pipeline.helpers import content_digests, own_home_env, run_flow, small_config, undisturbed_run
+from tests.pipeline.helpers import Undisturbed, content_digests, own_home_env, run_flow, undisturbed_run
 from tests.pipeline.test_stopping import _alive, _descendants
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
@@ -31,22 +31,21 @@ def _main_job(config_path: Path, home: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
 
-def _config(root: Path):
-    config = small_config(str(root / "store"), methods=["supports_only", "tint"])
+@pytest.fixture(scope="module")
+def undisturbed(prefect_server, tmp_path_factory):
+    return undisturbed_run(tmp_path_factory)
+
+
+def _config(root: Path, undisturbed: Undisturbed):
+    """The undisturbed run's configuration with a store under ``root``, written beside it for the command."""
+    config = undisturbed.config.updated(store=str(root / "store"))
     config.to_yaml(root / "config.yaml")
     return config
 
 
-@pytest.fixture(scope="module")
-def undisturbed(prefect_server, tmp_path_factory):
-    reference = undisturbed_run(tmp_path_factory)  # the same configuration as _config's
-    return reference.digests, reference.results
-
-
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_the_main_job_killed_at_a_random_moment_reruns_to_the_undisturbed_artifacts(undisturbed, tmp_path, trial):
-    digests, results = undisturbed
-    config = _config(tmp_path)
+    config = _config(tmp_path, undisturbed)
     delay = random.Random(trial).uniform(4.0, 30.0)  # from the server's start-up to the last steps
     process = _main_job(tmp_path / "config.yaml", tmp_path / "home")
     deadline = time.monotonic() + delay
@@ -64,6 +63,6 @@ def test_the_main_job_killed_at_a_random_moment_reruns_to_the_undisturbed_artifa
     run_flow(benchmark, config=config)  # raises if the rerun does not complete
     after = {manifest.key: manifest.created for manifest in store.list()}
     assert {key: after[key] for key in before} == before  # complete artifacts were reused, not remade
-    assert content_digests(config.store) == digests, f"killed at {delay:.1f} s"
-    assert find_run(config.store).results.digest == results
+    assert content_digests(config.store) == undisturbed.digests, f"killed at {delay:.1f} s"
+    assert find_run(config.store).results.digest == undisturbed.results
     assert store.verify(quarantine=False).ok
