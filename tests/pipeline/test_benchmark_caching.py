@@ -4,17 +4,20 @@ changed, and the Prefect cache never outlives (or disagrees with) the artifacts 
 import base64
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from flows.benchmark import benchmark
-from tests.pipeline.helpers import run_flow, small_config
+from tests.pipeline.helpers import Run, run_flow, small_config
+from tint_core.pipeline import BenchmarkConfig
 from tint_core.pipeline.history import read_history, series_id
 from tint_core.pipeline.runs import find_run
 from tint_core.store import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def flow_run_artifacts(flow_run_id) -> dict:
     """Key → artifact, for the artifacts a flow run created."""
@@ -27,13 +30,48 @@ def flow_run_artifacts(flow_run_id) -> dict:
     return {artifact.key: artifact for artifact in found}
 
 
+@dataclass(frozen=True)
+class Computed:
+    """The small benchmark computed once: its configuration, its first run and the store's artifacts after it."""
+
+    config: BenchmarkConfig
+    first: Run
+    digests: list[tuple[str, str]]
+
+
+def digests(store: str) -> list[tuple[str, str]]:
+    """(step, content digest) of every artifact in ``store`` (the dataset's and episodes' tables name image paths inside
+    their store: compared through what follows them)."""
+    return sorted((manifest.step, manifest.digest) for manifest in ArtifactStore(store).list()
+                  if manifest.step not in ("dataset", "episode"))  # fmt: skip
+
+
+def _computed(root: Path, label: str, **changes: object) -> Computed:
+    config = small_config(str(root / "store"), **changes)
+    first = run_flow(benchmark, config=config, label=label)
+    return Computed(config, first, digests(config.store))
+
+
+# Each test below starts from a store where its configuration was computed once, and only adds to it (another
+# configuration's steps) or damages one artifact that its rerun restores: a first computation each would be the same
+# CPU five times over. Where two damage the same store, they damage different artifacts.
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory) -> Computed:
+    return _computed(tmp_path_factory.mktemp("computed"), "first run (2 episodes, 3-way)")
+
+
+@pytest.fixture(scope="module")
+def computed_per_class(tmp_path_factory) -> Computed:
+    return _computed(tmp_path_factory.mktemp("per-class"), "first run, a unit per class", unit="class")
+
+
 ALL_STEPS = {"index-dataset", "sample-episode", "prepare-backbone", "specialize", "generate", "pool", "score-teacher",
              "label", "quality", "distill", "evaluate", "aggregate"}  # fmt: skip
 
 
-def test_a_second_identical_run_recomputes_nothing(tmp_path):
-    config = small_config(str(tmp_path / "store"))
-    first = run_flow(benchmark, config=config, label="first run (2 episodes, 3-way)")
+def test_a_second_identical_run_recomputes_nothing(computed):
+    # First in this file: the configuration's history holds the fixture's run and this test's (test 7 adds a third).
+    config, first = computed.config, computed.first
     assert {run.name.rsplit("-", 1)[0] for run in first.task_runs} == ALL_STEPS
     assert all(run.state.is_completed() for run in first.task_runs) and not first.all_cached
     # 1 dataset + 2 episodes + 2 backbones + per episode (1 unit, 2 image sets, 1 real pool, 1 teacher score,
@@ -67,25 +105,17 @@ def test_a_second_identical_run_recomputes_nothing(tmp_path):
     assert "2 runs of series" in trend and len([line for line in trend.splitlines() if line.startswith("| 20")]) == 2
 
 
-def test_steps_side_by_side_on_a_device_give_the_same_artifacts(tmp_path):
-    config = small_config(str(tmp_path / "one"))
-    one_at_a_time = run_flow(benchmark, config=config, label="one step at a time per device")
+def test_steps_side_by_side_on_a_device_give_the_same_artifacts(computed, tmp_path):
+    config = computed.config  # computed one step at a time per device
     side_by_side = config.updated(store=str(tmp_path / "three"), execution=config.execution.updated(steps_per_device=3))
     three = run_flow(benchmark, config=side_by_side, label="three steps side by side per device")
-    assert three.outcome.summary == one_at_a_time.outcome.summary
-
-    def digests(store: str) -> list[tuple[str, str]]:
-        # the dataset's and episodes' tables name image paths inside their store: compared through what follows
-        return sorted((manifest.step, manifest.digest) for manifest in ArtifactStore(store).list()
-                      if manifest.step not in ("dataset", "episode"))  # fmt: skip
-
-    assert {step for step, _ in digests(config.store)} >= {"backbone", "specialize", "generate", "label", "distill"}
-    assert digests(side_by_side.store) == digests(config.store)
+    assert three.outcome.summary == computed.first.outcome.summary
+    assert {step for step, _ in computed.digests} >= {"backbone", "specialize", "generate", "label", "distill"}
+    assert digests(side_by_side.store) == computed.digests
 
 
-def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(tmp_path):
-    config = small_config(str(tmp_path / "store"))
-    run_flow(benchmark, config=config)
+def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggregate(computed):
+    config = computed.config
     more = run_flow(benchmark, config=config.updated(episodes=config.episodes.updated(episodes=3)), label="E 2 → 3")
     assert more.executed() == {"sample-episode": 1, "specialize": 1, "generate": 2, "pool": 1, "score-teacher": 1,
                                "label": 3, "quality": 3, "distill": 4, "evaluate": 4, "aggregate": 1}  # fmt: skip
@@ -94,9 +124,8 @@ def test_raising_the_episode_count_computes_only_the_new_episode_and_the_aggrega
     assert more.outcome.summary.episodes == 3
 
 
-def test_changing_only_the_generation_reruns_generation_and_what_follows_it(tmp_path):
-    config = small_config(str(tmp_path / "store"))
-    run_flow(benchmark, config=config)
+def test_changing_only_the_generation_reruns_generation_and_what_follows_it(computed):
+    config = computed.config
     generator = config.generator.updated(generation=config.generator.generation.updated(images_per_class=5))
     changed = run_flow(benchmark, config=config.updated(generator=generator), label="generation changed")
     # per episode: both image sets, and the two generated methods' labels, qualities, students and scores
@@ -108,13 +137,11 @@ def _specializations(store: ArtifactStore) -> list:
     return store.list(step="specialize")
 
 
-def test_deleting_one_class_specialization_reruns_only_its_producer(tmp_path):
-    url = str(tmp_path / "store")
-    config = small_config(url, unit="class")
-    run_flow(benchmark, config=config)
-    store = ArtifactStore(url)
-    victim = _specializations(store)[0]
-    shutil.rmtree(Path(url) / "artifacts" / victim.key)
+def test_deleting_one_class_specialization_reruns_only_its_producer(computed_per_class):
+    config = computed_per_class.config
+    store = ArtifactStore(config.store)
+    victim = _specializations(store)[0]  # the next test changes the last
+    shutil.rmtree(Path(config.store) / "artifacts" / victim.key)
 
     again = run_flow(benchmark, config=config, label="one class's specialisation deleted")
     # Recomputed into the same bytes (seeded, deterministic), so nothing downstream has to change.
@@ -122,15 +149,13 @@ def test_deleting_one_class_specialization_reruns_only_its_producer(tmp_path):
     assert store.ref(victim.key).digest == victim.digest
 
 
-def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(tmp_path):
-    url = str(tmp_path / "store")
-    config = small_config(url, unit="class")
-    first = run_flow(benchmark, config=config)
-    store = ArtifactStore(url)
-    victim = _specializations(store)[0]
+def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(computed_per_class):
+    config, first = computed_per_class.config, computed_per_class.first
+    store = ArtifactStore(config.store)
+    victim = _specializations(store)[-1]  # the test before deletes the first
     parts = store.get(victim.key).load()
     parts["inversion"]["null_embeddings"] = parts["inversion"]["null_embeddings"] * 1.01  # another machine's result
-    shutil.rmtree(Path(url) / "artifacts" / victim.key)
+    shutil.rmtree(Path(config.store) / "artifacts" / victim.key)
     store.put(victim.key, parts, step=victim.step, params=victim.params, inputs=victim.inputs)
 
     again = run_flow(benchmark, config=config, label="one specialisation recomputed differently")
@@ -142,10 +167,9 @@ def test_a_specialization_recomputed_into_other_bytes_reruns_its_consumers_only(
     assert again.outcome.results.key != first.outcome.results.key
 
 
-def test_a_corrupted_artifact_is_quarantined_and_recomputed(tmp_path):
-    url = str(tmp_path / "store")
-    config = small_config(url)
-    first = run_flow(benchmark, config=config)
+def test_a_corrupted_artifact_is_quarantined_and_recomputed(computed):
+    config, first = computed.config, computed.first
+    url = config.store
     store = ArtifactStore(url)
     victim = store.list(step="generate")[0]
     part = Path(url) / "artifacts" / victim.key / victim.part_path("images")
