@@ -4,6 +4,7 @@ temporary folder, stopped and deleted afterwards. And the base images imported i
 (``tests/debian_base.py``), and the same with this machine's PyTorch, in the place of the worker image's default base."""
 
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import signal
@@ -130,18 +131,30 @@ def _installed_closure(names: tuple[str, ...]) -> list[importlib.metadata.Distri
     return list(found.values())
 
 
+def _with_bytecode(dist: importlib.metadata.Distribution, path: importlib.metadata.PackagePath) -> Iterator[tuple]:
+    """A distribution's installed file (relative path, location) and, for a module, its byte-compiled form where this
+    machine has one. PyTorch's image has its modules compiled, as does any image pip installs into; without them,
+    every process in a container compiled the whole of the torch it imports again (``PYTHONDONTWRITEBYTECODE``, set
+    in the worker image and on these machines, keeps the result from being written), seconds of CPU each. The
+    bytecode stays valid in the image: a tar keeps the sources' modification times, which it is checked against."""
+    location = Path(dist.locate_file(path))
+    yield path, location
+    if location.suffix == ".py" and os.path.isfile(compiled := importlib.util.cache_from_source(str(location))):
+        yield Path(path).parent / "__pycache__" / Path(compiled).name, Path(compiled)
+
+
 def _write_rootfs_with(rootfs: Path, distributions: list[importlib.metadata.Distribution], site: str,
                        output: object) -> None:  # fmt: skip
     """A tar stream to ``output``: ``rootfs``'s members, then the installed files of ``distributions`` (as their
-    RECORDs list them, byte-compiled files included) under ``site`` with the folders they need; scripts outside
+    RECORDs list them) and their byte-compiled modules under ``site`` with the folders they need; scripts outside
     site-packages are left out."""
     with tarfile.open(fileobj=output, mode="w|") as stream, tarfile.open(rootfs) as base:
         present = set()
         for member in base:
             stream.addfile(member, base.extractfile(member) if member.isreg() else None)
             present.add(os.path.normpath(member.name))
-        files = sorted({(f"{site}/{path}", dist.locate_file(path)) for dist in distributions
-                        for path in dist.files or [] if not str(path).startswith("..")})  # fmt: skip
+        files = sorted({(f"{site}/{path}", location) for dist in distributions for recorded in dist.files or []
+                        if not str(recorded).startswith("..") for path, location in _with_bytecode(dist, recorded)})  # fmt: skip
         folders = {str(parent) for name, _ in files for parent in Path(name).parents} - present - {"."}
         for folder in sorted(folders):
             entry = tarfile.TarInfo(f"./{folder}")
