@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import app_config, own_home_env, small_config
+from flows.benchmark import benchmark
+from flows.distill import distill
+from tests.pipeline.helpers import app_config, own_home_env, run_flow, small_config
+from tint_core.pipeline.requests import DistillRequest
 from tint_core.store import ArtifactStore
 
 REPO = Path(__file__).parents[2]
@@ -99,7 +102,10 @@ def _made(store: str, steps: tuple[str, ...]) -> dict[str, tuple]:
     return {manifest.key: manifest.created for manifest in ArtifactStore(store).list() if manifest.step in steps}
 
 
-def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(tmp_path, support_folder, started):
+# The reruns run in the test's process, on the session's server: what is reused is the store's to say, and a command
+# of their own would only import everything and start a server once more (about 20 CPU-s each).
+def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(prefect_server, tmp_path, support_folder,
+                                                                         started):  # fmt: skip
     config = app_config(tmp_path, support_folder).with_overrides(["student.training.steps=1000000"])
     config.to_yaml(tmp_path / "app.yaml")
     command = [sys.executable, "-m", "flows.cli", "distill", str(support_folder), str(tmp_path / "student"),
@@ -117,15 +123,13 @@ def test_tint_distill_stops_on_sigterm_and_a_rerun_reuses_what_it_finished(tmp_p
     assert store.verify().ok and not store.list(step="distill") and not (tmp_path / "student").exists()
     finished = _made(config.store, ("supports", "specialize", "generate", "label"))
 
-    again = subprocess.run([*command, "--set", "student.training.steps=2"], cwd=REPO, env=own_home_env(tmp_path / "home"),
-                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = config.with_overrides(["student.training.steps=2"])
+    run_flow(distill, DistillRequest.of(rerun), rerun)  # raises unless it completes
     assert _made(config.store, ("supports", "specialize", "generate", "label")) == finished  # reused, not redone
     assert (tmp_path / "student" / "student.safetensors").is_file()
-    assert _flow_run_states(tmp_path / "home") == ["CRASHED", "COMPLETED"]
 
 
-def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
+def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(prefect_server, tmp_path, started):
     # TINT against the supports only: the other controls would add only to the rerun's work.
     config = small_config(str(tmp_path / "store"), methods=["supports_only", "tint"]).with_overrides(
         ["student.training.steps=1000000"])  # fmt: skip
@@ -141,14 +145,11 @@ def test_the_main_job_stops_on_ctrl_c_and_a_rerun_resumes(tmp_path, started):
     assert ArtifactStore(config.store).verify().ok
     finished = _made(config.store, ("dataset", "episode", "backbone", "specialize", "generate"))
 
-    again = subprocess.run([*command, "--set", "student.training.steps=3"], cwd=REPO, env=own_home_env(tmp_path / "home"),
-                           capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
-    cached = int(again.stdout.split(" task runs recorded by Prefect (")[1].split(" cached")[0])
+    again = run_flow(benchmark, config=config.with_overrides(["student.training.steps=3"]))  # raises unless completed
+    cached = sum(run.state.name == "Cached" for run in again.task_runs)
     made = _made(config.store, ("dataset", "episode", "backbone", "specialize", "generate"))
     assert {key: made[key] for key in finished} == finished  # what the stopped run finished was reused
     assert cached > 0 and finished  # (a task may write several artifacts: specialisations come per unit)
-    assert _flow_run_states(tmp_path / "home") == ["CRASHED", "COMPLETED"]
 
 
 FLOW_PROCESS = """
