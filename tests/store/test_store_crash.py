@@ -9,6 +9,8 @@ from crash_writer import key_of, on_writing, open_store, parts_of, put_same_key,
 
 from tint_core.store import ArtifactNotFoundError, ArtifactStore
 
+# Writers killed at least; on a machine so busy that fewer than a third of the kills land inside a put, more (up to
+# three times as many) until a third have: the kill comes late when the test process waits for a core.
 TRIALS = {"local": 30, "s3": 15}
 
 
@@ -58,8 +60,9 @@ def test_writers_killed_at_random_moments_never_leave_a_visible_partial_artifact
     rng = random.Random(20240607)
     window = seconds_writing_a_put(url, tmp_path)
     verified: set[str] = set()
-    interrupted, left_before = 0, set()
-    for trial in range(TRIALS[backend]):
+    interrupted, left_before, trial = 0, set(), 0
+    needed = TRIALS[backend] // 3
+    while trial < TRIALS[backend] or (interrupted < needed and trial < 3 * TRIALS[backend]):
         writing = writer_context.Event()
         writer = writer_context.Process(target=write_until_killed, args=(url, env, str(tmp_path / "cache"), writing))
         writer.start()
@@ -83,6 +86,7 @@ def test_writers_killed_at_random_moments_never_leave_a_visible_partial_artifact
         left_now = {(key, entry) for key, entries in partial.items() for entry in entries}
         interrupted += bool(left_now - left_before)  # this writer, not an earlier one, left files behind
         left_before = left_now
+        trial += 1
 
     # 3. A rerun completes every artifact the writers started, with the right content.
     rerun = open_store(url, env, str(tmp_path / "cache"))
@@ -100,7 +104,7 @@ def test_writers_killed_at_random_moments_never_leave_a_visible_partial_artifact
     assert leftovers(store) == {}
     assert store.verify(quarantine=False).ok
 
-    line = (f"crash trials ({backend}): {TRIALS[backend]} writers SIGKILLed at random moments of a put "
+    line = (f"crash trials ({backend}): {trial} writers SIGKILLed at random moments of a put "
             f"(within {window * 1000:.0f} ms of its first write, one put's writing time here), {interrupted} left a "
             f"half-written artifact, none visible; {started} artifacts verified after the rerun; gc removed "
             f"{collected.files} leftover files")
@@ -108,7 +112,7 @@ def test_writers_killed_at_random_moments_never_leave_a_visible_partial_artifact
     record_property(f"crash_trials_{backend}", TRIALS[backend])
     print(line)
     # The kills must land inside puts, or the test proves nothing.
-    assert interrupted >= TRIALS[backend] // 3, line
+    assert interrupted >= needed, line
 
 
 @pytest.mark.slow
