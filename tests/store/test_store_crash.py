@@ -109,7 +109,7 @@ def test_writers_killed_at_random_moments_never_leave_a_visible_partial_artifact
             f"half-written artifact, none visible; {started} artifacts verified after the rerun; gc removed "
             f"{collected.files} leftover files")
     summary.append(line)
-    record_property(f"crash_trials_{backend}", TRIALS[backend])
+    record_property(f"crash_trials_{backend}", trial)
     print(line)
     # The kills must land inside puts, or the test proves nothing.
     assert interrupted >= needed, line
